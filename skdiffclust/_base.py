@@ -1,0 +1,528 @@
+"""Shared base of the deep clusterers.
+
+:class:`BaseDeepClusterer` holds everything the two methods have in common, in
+the way :class:`sklearn.mixture._base.BaseMixture` holds the EM loop for
+scikit-learn's mixtures: input validation and scaling, device selection, local
+seeding, the pretraining -> (network step, E-step) loop with its history,
+checkpoints that survive divergence and interruption, batched inference,
+prediction through the latent mixture, latent sampling, and pickling.
+A subclass adds its networks and its two losses.
+"""
+
+import copy
+import io
+import time
+from abc import abstractmethod
+from contextlib import contextmanager
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._mixture import (
+    TorchMixture,
+    fit_mixture,
+    make_mixture,
+    occupied_components,
+    restricted_log_proba,
+)
+
+#: Rows per forward pass at inference: large enough to keep the cores busy,
+#: small enough that memory stays bounded for any number of rows.
+INFERENCE_BATCH_SIZE = 4096
+
+
+def resolve_device(device):
+    """Turn the ``device`` parameter into a :class:`torch.device`.
+
+    ``"auto"`` picks CUDA when it is available and the CPU otherwise.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"device={device!r} is not valid: use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        )
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available on this "
+                "machine; use device='cpu' or device='auto'."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+    return resolved
+
+
+@contextmanager
+def local_torch_seed(seed):
+    """Seed torch inside the block and restore the global RNG state afterwards.
+
+    Every source of torch randomness (weight initialisation, dropout,
+    ``torch.randn``) then depends on ``seed`` only, and the caller's global
+    torch RNG is left exactly as it was.
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Raised when the training loss becomes NaN or infinite."""
+
+
+def _check_int_tuple(value, name, length=None):
+    values = tuple(value)
+    if length is not None and len(values) != length:
+        raise ValueError(f"{name} must have {length} entries, got {value!r}.")
+    if not all(isinstance(v, Integral) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ValueError(f"{name} must contain positive integers, got {value!r}.")
+    return tuple(int(v) for v in values)
+
+
+class BaseDeepClusterer(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator
+):
+    """Base class for the deep clusterers; not to be used directly.
+
+    Subclasses implement :meth:`_build_networks`, :meth:`_pretrain_loss`,
+    :meth:`_network_loss`, :meth:`_mixture_params` and declare the names of
+    their networks in ``_network_names``.
+    """
+
+    _parameter_constraints = {
+        "latent_dim": [Interval(Integral, 1, None, closed="left")],
+        "hidden_dims": ["array-like"],
+        "image_shape": ["array-like", None],
+        "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
+        "n_iter": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "scaling": [StrOptions({"global", "feature"}), None],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+    }
+
+    _network_names = ()
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _build_networks(self, n_features):
+        """Return a dict ``name -> nn.Module`` (names from ``_network_names``)."""
+
+    @abstractmethod
+    def _pretrain_loss(self, x):
+        """Loss of one pretraining batch (a scalar tensor)."""
+
+    @abstractmethod
+    def _network_loss(self, x, mixture):
+        """Loss of one network-step batch given the fixed :class:`TorchMixture`."""
+
+    @abstractmethod
+    def _mixture_params(self):
+        """Keyword arguments of :func:`make_mixture` (but ``random_state``)."""
+
+    def _validate_method_params(self, n_samples, n_features):
+        """Checks that need the data or span several parameters; override to extend."""
+
+    def _encode(self, x):
+        """``(mean, log_var)`` of q(z|x) for a batch of scaled inputs."""
+        return self.encoder_(x)
+
+    # ------------------------------------------------------------ validation
+    def _validate_X(self, X, reset):
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2 if reset else 1,
+            accept_sparse=False,
+        )
+        return X
+
+    def _check_data_params(self, X):
+        n_samples, n_features = X.shape
+        self._hidden_dims = _check_int_tuple(self.hidden_dims, "hidden_dims")
+        if self.image_shape is None:
+            self._image_shape = None
+        else:
+            self._image_shape = _check_int_tuple(self.image_shape, "image_shape", length=3)
+            if int(np.prod(self._image_shape)) != n_features:
+                raise ValueError(
+                    f"image_shape={self._image_shape} holds {int(np.prod(self._image_shape))} "
+                    f"values per image but X has {n_features} features; X must be "
+                    "the images flattened in (C, H, W) order."
+                )
+        self._validate_method_params(n_samples, n_features)
+
+    def _fit_scaling(self, X):
+        if self.scaling == "global":
+            low, high = float(np.min(X)), float(np.max(X))
+            span = high - low
+            offset = np.full(X.shape[1], low)
+            scale = np.full(X.shape[1], 1.0 / span if span > 0 else 1.0)
+        elif self.scaling == "feature":
+            offset = X.mean(axis=0, dtype=np.float64)
+            std = X.std(axis=0, dtype=np.float64)
+            scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0)
+        else:
+            offset = np.zeros(X.shape[1])
+            scale = np.ones(X.shape[1])
+        self._input_offset = offset
+        self._input_scale = scale
+
+    def _scale(self, X):
+        """Scaled float32 copy of ``X``; raises if scaling overflows float32."""
+        Xs = ((X - self._input_offset) * self._input_scale).astype(np.float32)
+        if not np.all(np.isfinite(Xs)):
+            raise ValueError(
+                "X has values too large to represent in float32 after scaling; "
+                "rescale X (for example with StandardScaler)."
+            )
+        return Xs
+
+    def _unscale(self, Xs):
+        return Xs.astype(np.float64) / self._input_scale + self._input_offset
+
+    # ------------------------------------------------------------- training
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Pretrain the networks, then alternate network steps and E-steps.
+
+        With ``warm_start=True`` and a fitted estimator, pretraining is skipped
+        and ``n_iter`` more iterations continue from the current state.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; images flattened in (C, H, W) order when
+            ``image_shape`` is given.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        continuing = self.warm_start and hasattr(self, "mixture_")
+        X = self._validate_X(X, reset=not continuing)
+        self._check_data_params(X)
+        device = resolve_device(self.device)
+        random_state = check_random_state(self.random_state)
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
+        if not continuing:
+            self._fit_scaling(X)
+        Xs = torch.from_numpy(self._scale(X)).to(device)
+        with local_torch_seed(seed):
+            self._fit_loop(Xs, device, random_state, continuing)
+        return self
+
+    def _fit_loop(self, Xs, device, random_state, continuing):
+        verbose = self.verbose
+        if continuing:
+            networks = {name: getattr(self, name + "_").to(device) for name in self._network_names}
+            history = copy.deepcopy(self.history_)
+            mixture = copy.deepcopy(self.mixture_)
+        else:
+            networks = self._build_networks(Xs.shape[1])
+            networks = {name: net.to(device) for name, net in networks.items()}
+            history = {"pretrain_loss": [], "loss": [], "n_clusters": [], "epoch_time": []}
+            mixture = None
+        previous_networks = {name: getattr(self, name + "_", None) for name in networks}
+        self._set_networks(networks)
+        params = [p for net in networks.values() for p in net.parameters()]
+        optimizer = torch.optim.Adam(params, lr=self.learning_rate)
+        initial = checkpoint = self._checkpoint(mixture, history) if continuing else None
+
+        try:
+            if not continuing:
+                for epoch in range(self.pretrain_epochs):
+                    start = time.perf_counter()
+                    loss = self._run_epoch(Xs, self._pretrain_loss, optimizer, "pretraining", epoch)
+                    history["pretrain_loss"].append(loss)
+                    history["epoch_time"].append(time.perf_counter() - start)
+                    self._report(verbose, "pretrain", epoch, self.pretrain_epochs, loss, start)
+                mixture = make_mixture(
+                    random_state=random_state.randint(np.iinfo(np.int32).max),
+                    **self._mixture_params(),
+                )
+                self._e_step(mixture, Xs, history, max_iter=None)
+                checkpoint = self._checkpoint(mixture, history)
+
+            for iteration in range(self.n_iter):
+                start = time.perf_counter()
+                torch_mixture = TorchMixture.from_sklearn(mixture, device)
+                loss = self._run_epoch(
+                    Xs,
+                    lambda x: self._network_loss(x, torch_mixture),
+                    optimizer,
+                    "EM iteration",
+                    iteration,
+                )
+                history["loss"].append(loss)
+                self._e_step(mixture, Xs, history, max_iter=self._e_step_max_iter)
+                history["epoch_time"].append(time.perf_counter() - start)
+                self._report(verbose, "EM", iteration, self.n_iter, loss, start,
+                             n_clusters=history["n_clusters"][-1])
+                checkpoint = self._checkpoint(mixture, history)
+        except KeyboardInterrupt:
+            # Keep the last completed iteration, so the estimator is usable
+            # and ``warm_start=True`` can continue from it.
+            if checkpoint is None:
+                self._set_networks(previous_networks)
+            else:
+                self._restore(checkpoint, Xs, device)
+            raise
+        except Exception:
+            # Divergence or any other failure: leave the estimator as it was.
+            if initial is None:
+                self._set_networks(previous_networks)
+            else:
+                self._restore(initial, Xs, device)
+            raise
+        self._restore(checkpoint, Xs, device)
+
+    #: Variational iterations of each warm-started E-step refit.
+    _e_step_max_iter = 20
+
+    def _run_epoch(self, Xs, loss_fn, optimizer, stage, epoch):
+        n_samples = Xs.shape[0]
+        for net in self._networks().values():
+            net.train()
+        batches = torch.randperm(n_samples, device=Xs.device).split(self.batch_size)
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            batches = batches[:-1]  # a batch of one breaks batch normalisation
+        total, count = 0.0, 0
+        for idx in batches:
+            loss = loss_fn(Xs[idx])
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"Training diverged: the loss became {loss.item()} during {stage} "
+                    f"{epoch + 1}. Lower learning_rate (now {self.learning_rate}) or "
+                    "check the scale of X. The estimator was left as before this fit."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        return total / count
+
+    def _e_step(self, mixture, Xs, history, max_iter):
+        Z = self._encode_mean(Xs)
+        fit_mixture(mixture, Z, max_iter=max_iter)
+        history["n_clusters"].append(len(occupied_components(mixture, Z)))
+        return Z
+
+    def _report(self, verbose, stage, epoch, n_epochs, loss, start, n_clusters=None):
+        if not verbose:
+            return
+        extra = "" if n_clusters is None else f", clusters {n_clusters}"
+        print(
+            f"[{type(self).__name__}] {stage} {epoch + 1}/{n_epochs}: "
+            f"loss {loss:.4f}{extra}, {time.perf_counter() - start:.2f}s",
+            flush=True,
+        )
+
+    def _networks(self):
+        return {name: getattr(self, name + "_") for name in self._network_names}
+
+    def _set_networks(self, networks):
+        for name, net in networks.items():
+            if net is None:
+                self.__dict__.pop(name + "_", None)
+            else:
+                setattr(self, name + "_", net)
+
+    def _checkpoint(self, mixture, history):
+        return {
+            "state": {name: copy.deepcopy(net.state_dict()) for name, net in self._networks().items()},
+            "mixture": copy.deepcopy(mixture),
+            "history": copy.deepcopy(history),
+        }
+
+    def _restore(self, checkpoint, Xs, device):
+        """Publish a checkpoint as the fitted state (weights, mixture, labels)."""
+        for name, net in self._networks().items():
+            net.load_state_dict(checkpoint["state"][name])
+            net.eval()
+        self.mixture_ = checkpoint["mixture"]
+        self.history_ = checkpoint["history"]
+        self._device = device
+        Z = self._encode_mean(Xs)
+        self.components_ = occupied_components(self.mixture_, Z)
+        self.n_clusters_ = len(self.components_)
+        self.labels_ = self._predict_latent(Z)
+
+    # ------------------------------------------------------------ inference
+    def _encode_mean(self, Xs):
+        """Latent means of scaled rows (a tensor on the device), as float64 numpy."""
+        out = []
+        with torch.inference_mode():
+            for net in self._networks().values():
+                net.eval()
+            for start in range(0, Xs.shape[0], INFERENCE_BATCH_SIZE):
+                mean, _ = self._encode(Xs[start : start + INFERENCE_BATCH_SIZE])
+                out.append(mean.cpu().numpy())
+        return np.concatenate(out).astype(np.float64)
+
+    def _latent(self, X):
+        check_is_fitted(self, "mixture_")
+        X = self._validate_X(X, reset=False)
+        device = self._inference_device()
+        out = []
+        # Scale and move chunk by chunk, so memory stays bounded for any n.
+        for start in range(0, X.shape[0], INFERENCE_BATCH_SIZE):
+            chunk = torch.from_numpy(self._scale(X[start : start + INFERENCE_BATCH_SIZE]))
+            out.append(self._encode_mean(chunk.to(device)))
+        return np.concatenate(out)
+
+    def _inference_device(self):
+        device = getattr(self, "_device", torch.device("cpu"))
+        if device.type == "cuda" and not torch.cuda.is_available():
+            device = torch.device("cpu")
+        if next(iter(self._networks().values())).parameters().__next__().device != device:
+            for net in self._networks().values():
+                net.to(device)
+        return device
+
+    def _predict_latent(self, Z):
+        return np.argmax(restricted_log_proba(self.mixture_, Z, self.components_), axis=1)
+
+    def transform(self, X):
+        """Latent mean ``E[z|x]`` of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, latent_dim)
+        """
+        return self._latent(X)
+
+    def predict(self, X):
+        """Cluster of each sample: the mixture posterior's argmax at the latent mean.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Compact labels in ``0 .. n_clusters_ - 1``.
+        """
+        return self._predict_latent(self._latent(X))
+
+    def predict_proba(self, X):
+        """Posterior probability of each cluster at the latent mean.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_clusters_)
+            Columns follow the compact labels of :meth:`predict`.
+        """
+        return np.exp(restricted_log_proba(self.mixture_, self._latent(X), self.components_))
+
+    @property
+    def _n_features_out(self):
+        return self.latent_dim
+
+    # -------------------------------------------------------------- sampling
+    def _sample_latents(self, n_samples, cluster, random_state):
+        """Draw latent codes from the mixture, grouped by cluster like
+        :meth:`sklearn.mixture.GaussianMixture.sample`."""
+        check_is_fitted(self, "mixture_")
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        if cluster is None:
+            weights = self.mixture_.weights_[self.components_]
+            counts = random_state.multinomial(n_samples, weights / weights.sum())
+        else:
+            if (
+                not isinstance(cluster, Integral)
+                or isinstance(cluster, bool)
+                or not 0 <= cluster < self.n_clusters_
+            ):
+                raise ValueError(
+                    f"cluster must be an integer in [0, {self.n_clusters_ - 1}] "
+                    f"(n_clusters_={self.n_clusters_}), got {cluster!r}."
+                )
+            counts = np.zeros(self.n_clusters_, dtype=int)
+            counts[cluster] = n_samples
+        Z, y = [], []
+        for label, (component, count) in enumerate(zip(self.components_, counts)):
+            if count == 0:
+                continue
+            mean = self.mixture_.means_[component]
+            cov = self.mixture_.covariances_[component]
+            if self.mixture_.covariance_type == "diag":
+                Z.append(mean + np.sqrt(cov) * random_state.standard_normal((count, len(mean))))
+            else:
+                Z.append(random_state.multivariate_normal(mean, cov, size=count))
+            y.append(np.full(count, label))
+        return np.concatenate(Z), np.concatenate(y)
+
+    # -------------------------------------------------------------- pickling
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        for name in self._network_names:
+            key = name + "_"
+            if key in state:
+                buffer = io.BytesIO()
+                # CPU tensors, so that a CUDA-trained model loads anywhere.
+                cpu_state = {k: v.detach().cpu() for k, v in state[key].state_dict().items()}
+                torch.save(cpu_state, buffer)
+                state[key] = buffer.getvalue()
+        state.pop("_device", None)
+        return state
+
+    def __setstate__(self, state):
+        pending = {
+            name: state[name + "_"]
+            for name in self._network_names
+            if isinstance(state.get(name + "_"), bytes)
+        }
+        super().__setstate__(state)
+        if not pending:
+            return
+        # Build on the meta device (no RNG use, no memory), then load the
+        # weights with torch's safe loader.
+        with torch.device("meta"):
+            networks = self._build_networks(self.n_features_in_)
+        device = torch.device("cpu")
+        for name, blob in pending.items():
+            weights = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
+            net = networks[name].to_empty(device=device)
+            net.load_state_dict(weights)
+            net.eval()
+            setattr(self, name + "_", net)
+        self._device = device

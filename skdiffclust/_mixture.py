@@ -1,0 +1,114 @@
+"""The E-step: a Bayesian Gaussian mixture on the latent codes.
+
+scikit-learn's :class:`~sklearn.mixture.BayesianGaussianMixture` does the work;
+this module adds what the deep clusterers need around it: warm-started refits,
+compact labels (sklearn never prunes empty components, so its labels can have
+gaps) and a torch view of the fitted parameters for the network loss.
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import BayesianGaussianMixture
+
+
+@dataclass
+class TorchMixture:
+    """Parameters of a fitted Gaussian mixture as torch tensors (float32).
+
+    ``precisions_cholesky`` has shape (K, d) for ``"diag"`` (``1 / sqrt(var)``)
+    and (K, d, d) for ``"full"`` (``precision = L L^T``), as in scikit-learn.
+    """
+
+    covariance_type: str
+    log_weights: torch.Tensor
+    means: torch.Tensor
+    precisions_cholesky: torch.Tensor
+    log_det_precisions_cholesky: torch.Tensor
+
+    @classmethod
+    def from_sklearn(cls, mixture, device, components=None):
+        """Build from a fitted sklearn mixture, optionally keeping some components."""
+        keep = slice(None) if components is None else np.asarray(components)
+        weights = mixture.weights_[keep]
+        prec_chol = mixture.precisions_cholesky_[keep]
+        if mixture.covariance_type == "diag":
+            log_det = np.sum(np.log(prec_chol), axis=1)
+        elif mixture.covariance_type == "full":
+            log_det = np.sum(np.log(np.diagonal(prec_chol, axis1=1, axis2=2)), axis=1)
+        else:  # pragma: no cover - the estimators only allow diag and full
+            raise ValueError(f"Unsupported covariance_type {mixture.covariance_type!r}.")
+
+        def as_tensor(a):
+            return torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)
+
+        return cls(
+            covariance_type=mixture.covariance_type,
+            log_weights=as_tensor(np.log(weights / weights.sum())),
+            means=as_tensor(mixture.means_[keep]),
+            precisions_cholesky=as_tensor(prec_chol),
+            log_det_precisions_cholesky=as_tensor(log_det),
+        )
+
+    def variances(self):
+        """Diagonal of each component's covariance, shape (K, d)."""
+        if self.covariance_type == "diag":
+            return self.precisions_cholesky ** -2
+        covariances = torch.linalg.inv(
+            self.precisions_cholesky @ self.precisions_cholesky.transpose(1, 2)
+        )
+        return torch.diagonal(covariances, dim1=1, dim2=2)
+
+
+def make_mixture(
+    n_components,
+    *,
+    covariance_type,
+    weight_concentration_prior_type,
+    weight_concentration_prior,
+    random_state,
+    max_iter=200,
+):
+    """A warm-startable ``BayesianGaussianMixture`` for the latent space."""
+    return BayesianGaussianMixture(
+        n_components=n_components,
+        covariance_type=covariance_type,
+        weight_concentration_prior_type=weight_concentration_prior_type,
+        weight_concentration_prior=weight_concentration_prior,
+        init_params="kmeans",
+        max_iter=max_iter,
+        reg_covar=1e-5,
+        warm_start=True,
+        random_state=random_state,
+    )
+
+
+def fit_mixture(mixture, Z, max_iter=None):
+    """Fit (or, if already fitted, warm-restart) ``mixture`` on latent codes ``Z``.
+
+    ``max_iter`` limits the number of variational iterations of a warm restart:
+    the previous solution is a good start, and a few iterations follow the
+    slowly moving latents. Convergence warnings of such short refits are
+    expected and silenced.
+    """
+    if max_iter is not None:
+        mixture.set_params(max_iter=max_iter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mixture.fit(Z)
+    return mixture
+
+
+def occupied_components(mixture, Z):
+    """Sorted indices of the components that are the argmax for some row of ``Z``."""
+    return np.unique(mixture.predict(Z))
+
+
+def restricted_log_proba(mixture, Z, components):
+    """Log posterior over ``components`` only, renormalised, shape (n, len(components))."""
+    log_joint = mixture._estimate_weighted_log_prob(Z)[:, components]
+    log_norm = np.logaddexp.reduce(log_joint, axis=1, keepdims=True)
+    return log_joint - log_norm

@@ -1,0 +1,126 @@
+"""Divergences between diagonal Gaussians and from q(z|x) to a Gaussian mixture.
+
+All functions take torch tensors and are differentiable; the last dimension is
+the latent dimension and is summed over.
+"""
+
+import math
+
+import torch
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def gaussian_kl(mean1, var1, mean2, var2):
+    """KL(N(mean1, diag var1) || N(mean2, diag var2)), summed over the last axis."""
+    return 0.5 * torch.sum(
+        torch.log(var2) - torch.log(var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0,
+        dim=-1,
+    )
+
+
+def skew_js_divergence(mean1, var1, mean2, var2, alpha=0.5):
+    """Nielsen's skew geometric Jensen-Shannon divergence of diagonal Gaussians.
+
+    With the geometric mixture ``N_a`` of variance
+    ``v_a = 1 / ((1 - a) / v1 + a / v2)`` and mean
+    ``m_a = v_a ((1 - a) m1 / v1 + a m2 / v2)``, the divergence is
+    ``(1 - a) KL(N1 || N_a) + a KL(N2 || N_a)``, summed over dimensions. It is
+    zero only for equal Gaussians and symmetric at ``alpha=0.5``.
+
+    Parameters
+    ----------
+    mean1, var1, mean2, var2 : torch.Tensor
+        Means and variances, broadcastable against each other.
+    alpha : float, default=0.5
+        Skew in (0, 1).
+
+    Returns
+    -------
+    torch.Tensor
+        The divergence with the last axis summed out.
+
+    References
+    ----------
+    F. Nielsen, "On the Jensen-Shannon symmetrization of distances relying on
+    abstract means", Entropy 21(5):485, 2019.
+    """
+    precision_a = (1.0 - alpha) / var1 + alpha / var2
+    var_a = 1.0 / precision_a
+    mean_a = var_a * ((1.0 - alpha) * mean1 / var1 + alpha * mean2 / var2)
+    return (1.0 - alpha) * gaussian_kl(mean1, var1, mean_a, var_a) + alpha * gaussian_kl(
+        mean2, var2, mean_a, var_a
+    )
+
+
+def mixture_log_joint(z, mixture):
+    """``log pi_k + log N(z_n; m_k, S_k)`` for every sample and component.
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (n_samples, n_dims)
+    mixture : TorchMixture
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples, n_components)
+    """
+    diff = z[:, None, :] - mixture.means[None]  # (n, K, d)
+    if mixture.covariance_type == "diag":
+        mahalanobis = torch.sum((diff * mixture.precisions_cholesky[None]) ** 2, dim=-1)
+    else:
+        # precision = L L^T, so the squared Mahalanobis distance is ||L^T diff||^2.
+        projected = torch.einsum("nkd,kde->nke", diff, mixture.precisions_cholesky)
+        mahalanobis = torch.sum(projected**2, dim=-1)
+    n_dims = z.shape[1]
+    return mixture.log_weights - 0.5 * (
+        n_dims * _LOG_2PI + mahalanobis - 2.0 * mixture.log_det_precisions_cholesky
+    )
+
+
+def mixture_kl(z, mean, log_var, mixture):
+    """VaDE's KL from q(z, c | x) to the fixed mixture prior p(z, c), per sample.
+
+    ``q(z|x) = N(mean, diag exp(log_var))`` and ``q(c|x) = gamma``, the mixture
+    posterior evaluated at the sampled ``z`` (not detached, as in the authors'
+    code). The expectation over ``z`` of the Gaussian terms is taken in closed
+    form::
+
+        KL = sum_k gamma_k E_q[-log N(z; m_k, S_k)] - sum_k gamma_k log(pi_k / gamma_k)
+             - 1/2 sum_j (1 + log 2 pi + log sigma_j^2)
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (n_samples, n_dims)
+        A sample from q(z|x), used for the responsibilities.
+    mean, log_var : torch.Tensor of shape (n_samples, n_dims)
+        Parameters of q(z|x).
+    mixture : TorchMixture
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples,)
+    """
+    gamma = torch.softmax(mixture_log_joint(z, mixture), dim=1) + 1e-10
+    gamma = gamma / gamma.sum(dim=1, keepdim=True)
+    var = torch.exp(log_var)
+    diff = mean[:, None, :] - mixture.means[None]
+    if mixture.covariance_type == "diag":
+        precisions = mixture.precisions_cholesky**2  # (K, d)
+        mahalanobis = torch.sum(diff**2 * precisions[None], dim=-1)
+        trace = var @ precisions.T  # (n, K)
+    else:
+        projected = torch.einsum("nkd,kde->nke", diff, mixture.precisions_cholesky)
+        mahalanobis = torch.sum(projected**2, dim=-1)
+        precision_diag = torch.sum(mixture.precisions_cholesky**2, dim=-1)  # (K, d)
+        trace = var @ precision_diag.T
+    n_dims = mean.shape[1]
+    cross_entropy = 0.5 * (
+        n_dims * _LOG_2PI - 2.0 * mixture.log_det_precisions_cholesky + trace + mahalanobis
+    )
+    entropy_q = 0.5 * torch.sum(1.0 + _LOG_2PI + log_var, dim=1)
+    return (
+        torch.sum(gamma * cross_entropy, dim=1)
+        - torch.sum(gamma * (mixture.log_weights - torch.log(gamma)), dim=1)
+        - entropy_q
+    )
