@@ -41,6 +41,25 @@ from ._mixture import (
 #: small enough that memory stays bounded for any number of rows.
 INFERENCE_BATCH_SIZE = 4096
 
+#: Rows per chunk of the numpy preprocessing (scaling statistics, scaling).
+_CHUNK_ROWS = 65536
+
+
+def _column_mean_std(X):
+    """Per-column mean and standard deviation of ``X`` without overflow or
+    underflow for any finite values, in chunks of rows (two passes)."""
+    magnitude = np.max(np.abs(X), axis=0).astype(np.float64)
+    magnitude[magnitude == 0] = 1.0
+    n_samples = X.shape[0]
+    total = np.zeros(X.shape[1])
+    for start in range(0, n_samples, _CHUNK_ROWS):
+        total += np.sum(X[start : start + _CHUNK_ROWS] / magnitude, axis=0)
+    mean = total / n_samples
+    squares = np.zeros(X.shape[1])
+    for start in range(0, n_samples, _CHUNK_ROWS):
+        squares += np.sum((X[start : start + _CHUNK_ROWS] / magnitude - mean) ** 2, axis=0)
+    return mean * magnitude, np.sqrt(squares / n_samples) * magnitude
+
 
 def resolve_device(device):
     """Turn the ``device`` parameter into a :class:`torch.device`.
@@ -54,9 +73,7 @@ def resolve_device(device):
     except (RuntimeError, TypeError):
         resolved = None
     if resolved is None or resolved.type not in ("cpu", "cuda"):
-        raise ValueError(
-            f"device={device!r} is not valid: use 'auto', 'cpu', 'cuda' or 'cuda:N'."
-        )
+        raise ValueError(f"device={device!r} is not valid: use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
@@ -95,6 +112,30 @@ def _check_int_tuple(value, name, length=None):
         raise ValueError(f"{name} must have {length} entries, got {value!r}.")
     if not all(isinstance(v, Integral) and not isinstance(v, bool) and v > 0 for v in values):
         raise ValueError(f"{name} must contain positive integers, got {value!r}.")
+    return tuple(int(v) for v in values)
+
+
+def _resolve_image_shape(image_shape, n_features):
+    """``(C, H, W)`` with at most one entry ``-1`` inferred from ``n_features``,
+    as in :func:`numpy.reshape`."""
+    values = tuple(image_shape)
+    if len(values) != 3 or not all(
+        isinstance(v, Integral) and not isinstance(v, bool) and (v > 0 or v == -1) for v in values
+    ):
+        raise ValueError(
+            "image_shape must be 3 positive integers (C, H, W), one of which may be -1 "
+            f"to infer it from n_features, got {image_shape!r}."
+        )
+    if values.count(-1) > 1:
+        raise ValueError(f"image_shape can have only one entry -1, got {image_shape!r}.")
+    known = int(np.prod([v for v in values if v != -1]))
+    if -1 in values and n_features % known == 0:
+        values = tuple(n_features // known if v == -1 else int(v) for v in values)
+    if -1 in values or int(np.prod(values)) != n_features:
+        raise ValueError(
+            f"image_shape={tuple(image_shape)} does not match X's {n_features} features; "
+            "X must hold the images flattened in (C, H, W) order, C * H * W = n_features."
+        )
     return tuple(int(v) for v in values)
 
 
@@ -150,15 +191,22 @@ class BaseDeepClusterer(
         return self.encoder_(x)
 
     # ------------------------------------------------------------ validation
-    def _validate_X(self, X, reset):
+    def _validate_X(self, X, reset, fitting=False):
         X = validate_data(
             self,
             X,
             reset=reset,
             dtype=[np.float64, np.float32],
-            ensure_min_samples=2 if reset else 1,
+            # A batch of one breaks batch normalisation, and one sample
+            # cannot be clustered.
+            ensure_min_samples=2 if fitting else 1,
             accept_sparse=False,
         )
+        if fitting and not np.any(X != X[:1]):
+            raise ValueError(
+                f"X has {X.shape[0]} samples that are all identical (every feature is "
+                "constant): there is nothing to cluster."
+            )
         return X
 
     def _check_data_params(self, X):
@@ -167,24 +215,21 @@ class BaseDeepClusterer(
         if self.image_shape is None:
             self._image_shape = None
         else:
-            self._image_shape = _check_int_tuple(self.image_shape, "image_shape", length=3)
-            if int(np.prod(self._image_shape)) != n_features:
-                raise ValueError(
-                    f"image_shape={self._image_shape} holds {int(np.prod(self._image_shape))} "
-                    f"values per image but X has {n_features} features; X must be "
-                    "the images flattened in (C, H, W) order."
-                )
+            self._image_shape = _resolve_image_shape(self.image_shape, n_features)
         self._validate_method_params(n_samples, n_features)
 
     def _fit_scaling(self, X):
+        # Offsets and scales are computed on pre-scaled chunks, so that neither
+        # huge (1e300) nor tiny (1e-300) values overflow or underflow, and no
+        # full-size temporary copy of X is made.
         if self.scaling == "global":
             low, high = float(np.min(X)), float(np.max(X))
-            span = high - low
+            magnitude = max(abs(low), abs(high)) or 1.0
+            span = high / magnitude - low / magnitude
             offset = np.full(X.shape[1], low)
-            scale = np.full(X.shape[1], 1.0 / span if span > 0 else 1.0)
+            scale = np.full(X.shape[1], 1.0 / magnitude / span if span > 0 else 1.0)
         elif self.scaling == "feature":
-            offset = X.mean(axis=0, dtype=np.float64)
-            std = X.std(axis=0, dtype=np.float64)
+            offset, std = _column_mean_std(X)
             scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0)
         else:
             offset = np.zeros(X.shape[1])
@@ -194,11 +239,19 @@ class BaseDeepClusterer(
 
     def _scale(self, X):
         """Scaled float32 copy of ``X``; raises if scaling overflows float32."""
-        Xs = ((X - self._input_offset) * self._input_scale).astype(np.float32)
+        Xs = np.empty(X.shape, dtype=np.float32)
+        shifted = self._input_offset * self._input_scale
+        for start in range(0, X.shape[0], _CHUNK_ROWS):
+            rows = slice(start, start + _CHUNK_ROWS)
+            # X * s - o * s rather than (X - o) * s: the difference of two
+            # huge values can overflow.
+            with np.errstate(over="ignore", invalid="ignore"):
+                Xs[rows] = X[rows] * self._input_scale - shifted
         if not np.all(np.isfinite(Xs)):
             raise ValueError(
                 "X has values too large to represent in float32 after scaling; "
-                "rescale X (for example with StandardScaler)."
+                "rescale X (for example with StandardScaler), or use "
+                "scaling='global' or 'feature'."
             )
         return Xs
 
@@ -227,19 +280,39 @@ class BaseDeepClusterer(
             The fitted estimator.
         """
         continuing = self.warm_start and hasattr(self, "mixture_")
-        X = self._validate_X(X, reset=not continuing)
-        self._check_data_params(X)
-        device = resolve_device(self.device)
-        random_state = check_random_state(self.random_state)
-        seed = int(random_state.randint(np.iinfo(np.int32).max))
-        if not continuing:
-            self._fit_scaling(X)
-        Xs = torch.from_numpy(self._scale(X)).to(device)
-        with local_torch_seed(seed):
-            self._fit_loop(Xs, device, random_state, continuing)
+        # Everything fit sets, to put back if it fails before an iteration is
+        # complete: the estimator is then exactly as before this call.
+        previous_state = self.__dict__.copy()
+        progress = {"initial": None, "checkpoint": None}
+        try:
+            X = self._validate_X(X, reset=not continuing, fitting=True)
+            self._check_data_params(X)
+            device = resolve_device(self.device)
+            random_state = check_random_state(self.random_state)
+            seed = int(random_state.randint(np.iinfo(np.int32).max))
+            if not continuing:
+                self._fit_scaling(X)
+            Xs = torch.from_numpy(self._scale(X)).to(device)
+            with local_torch_seed(seed):
+                self._fit_loop(Xs, device, random_state, continuing, progress)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt) and progress["checkpoint"] is not None:
+                # Keep the last completed iteration, so that the estimator is
+                # usable and ``warm_start=True`` can continue from it.
+                self._restore(progress["checkpoint"], Xs, device)
+            else:
+                # Divergence, an error or an interrupt before the first
+                # iteration: leave the estimator as it was.
+                if progress["initial"] is not None:
+                    for name, net in self._networks().items():
+                        net.load_state_dict(progress["initial"]["state"][name])
+                self.__dict__.clear()
+                self.__dict__.update(previous_state)
+            raise
         return self
 
-    def _fit_loop(self, Xs, device, random_state, continuing):
+    def _fit_loop(self, Xs, device, random_state, continuing, progress):
+        """The training loop; ``progress`` receives the checkpoints."""
         verbose = self.verbose
         if continuing:
             networks = {name: getattr(self, name + "_").to(device) for name in self._network_names}
@@ -250,59 +323,50 @@ class BaseDeepClusterer(
             networks = {name: net.to(device) for name, net in networks.items()}
             history = {"pretrain_loss": [], "loss": [], "n_clusters": [], "epoch_time": []}
             mixture = None
-        previous_networks = {name: getattr(self, name + "_", None) for name in networks}
         self._set_networks(networks)
         params = [p for net in networks.values() for p in net.parameters()]
         optimizer = torch.optim.Adam(params, lr=self.learning_rate)
-        initial = checkpoint = self._checkpoint(mixture, history) if continuing else None
+        if continuing:
+            progress["initial"] = progress["checkpoint"] = self._checkpoint(mixture, history)
 
-        try:
-            if not continuing:
-                for epoch in range(self.pretrain_epochs):
-                    start = time.perf_counter()
-                    loss = self._run_epoch(Xs, self._pretrain_loss, optimizer, "pretraining", epoch)
-                    history["pretrain_loss"].append(loss)
-                    history["epoch_time"].append(time.perf_counter() - start)
-                    self._report(verbose, "pretrain", epoch, self.pretrain_epochs, loss, start)
-                mixture = make_mixture(
-                    random_state=random_state.randint(np.iinfo(np.int32).max),
-                    **self._mixture_params(),
-                )
-                self._e_step(mixture, Xs, history, max_iter=None)
-                checkpoint = self._checkpoint(mixture, history)
-
-            for iteration in range(self.n_iter):
+        if not continuing:
+            for epoch in range(self.pretrain_epochs):
                 start = time.perf_counter()
-                torch_mixture = TorchMixture.from_sklearn(mixture, device)
-                loss = self._run_epoch(
-                    Xs,
-                    lambda x: self._network_loss(x, torch_mixture),
-                    optimizer,
-                    "EM iteration",
-                    iteration,
-                )
-                history["loss"].append(loss)
-                self._e_step(mixture, Xs, history, max_iter=self._e_step_max_iter)
+                loss = self._run_epoch(Xs, self._pretrain_loss, optimizer, "pretraining", epoch)
+                history["pretrain_loss"].append(loss)
                 history["epoch_time"].append(time.perf_counter() - start)
-                self._report(verbose, "EM", iteration, self.n_iter, loss, start,
-                             n_clusters=history["n_clusters"][-1])
-                checkpoint = self._checkpoint(mixture, history)
-        except KeyboardInterrupt:
-            # Keep the last completed iteration, so the estimator is usable
-            # and ``warm_start=True`` can continue from it.
-            if checkpoint is None:
-                self._set_networks(previous_networks)
-            else:
-                self._restore(checkpoint, Xs, device)
-            raise
-        except Exception:
-            # Divergence or any other failure: leave the estimator as it was.
-            if initial is None:
-                self._set_networks(previous_networks)
-            else:
-                self._restore(initial, Xs, device)
-            raise
-        self._restore(checkpoint, Xs, device)
+                self._report(verbose, "pretrain", epoch, self.pretrain_epochs, loss, start)
+            mixture = make_mixture(
+                random_state=random_state.randint(np.iinfo(np.int32).max),
+                **self._mixture_params(),
+            )
+            self._e_step(mixture, Xs, history, max_iter=None)
+            progress["checkpoint"] = self._checkpoint(mixture, history)
+
+        for iteration in range(self.n_iter):
+            start = time.perf_counter()
+            torch_mixture = TorchMixture.from_sklearn(mixture, device)
+            loss = self._run_epoch(
+                Xs,
+                lambda x, mixture=torch_mixture: self._network_loss(x, mixture),
+                optimizer,
+                "EM iteration",
+                iteration,
+            )
+            history["loss"].append(loss)
+            self._e_step(mixture, Xs, history, max_iter=self._e_step_max_iter)
+            history["epoch_time"].append(time.perf_counter() - start)
+            self._report(
+                verbose,
+                "EM",
+                iteration,
+                self.n_iter,
+                loss,
+                start,
+                n_clusters=history["n_clusters"][-1],
+            )
+            progress["checkpoint"] = self._checkpoint(mixture, history)
+        self._restore(progress["checkpoint"], Xs, device)
 
     #: Variational iterations of each warm-started E-step refit.
     _e_step_max_iter = 20
@@ -332,6 +396,13 @@ class BaseDeepClusterer(
 
     def _e_step(self, mixture, Xs, history, max_iter):
         Z = self._encode_mean(Xs)
+        if not np.all(np.isfinite(Z)):
+            # The last optimiser step can break the weights after a finite loss.
+            raise TrainingDivergedError(
+                "Training diverged: the latent codes became non-finite. Lower "
+                f"learning_rate (now {self.learning_rate}) or check the scale of X. "
+                "The estimator was left as before this fit."
+            )
         fit_mixture(mixture, Z, max_iter=max_iter)
         history["n_clusters"].append(len(occupied_components(mixture, Z)))
         return Z
@@ -358,7 +429,9 @@ class BaseDeepClusterer(
 
     def _checkpoint(self, mixture, history):
         return {
-            "state": {name: copy.deepcopy(net.state_dict()) for name, net in self._networks().items()},
+            "state": {
+                name: copy.deepcopy(net.state_dict()) for name, net in self._networks().items()
+            },
             "mixture": copy.deepcopy(mixture),
             "history": copy.deepcopy(history),
         }
@@ -388,16 +461,18 @@ class BaseDeepClusterer(
                 out.append(mean.cpu().numpy())
         return np.concatenate(out).astype(np.float64)
 
-    def _latent(self, X):
+    def _latent_chunks(self, X):
+        """Latent means of ``X``, chunk by chunk: scaling, moving to the device
+        and encoding one chunk at a time keeps memory bounded for any n."""
         check_is_fitted(self, "mixture_")
         X = self._validate_X(X, reset=False)
         device = self._inference_device()
-        out = []
-        # Scale and move chunk by chunk, so memory stays bounded for any n.
         for start in range(0, X.shape[0], INFERENCE_BATCH_SIZE):
             chunk = torch.from_numpy(self._scale(X[start : start + INFERENCE_BATCH_SIZE]))
-            out.append(self._encode_mean(chunk.to(device)))
-        return np.concatenate(out)
+            yield self._encode_mean(chunk.to(device))
+
+    def _latent(self, X):
+        return np.concatenate(list(self._latent_chunks(X)))
 
     def _inference_device(self):
         device = getattr(self, "_device", torch.device("cpu"))
@@ -436,7 +511,7 @@ class BaseDeepClusterer(
         labels : ndarray of shape (n_samples,)
             Compact labels in ``0 .. n_clusters_ - 1``.
         """
-        return self._predict_latent(self._latent(X))
+        return np.concatenate([self._predict_latent(Z) for Z in self._latent_chunks(X)])
 
     def predict_proba(self, X):
         """Posterior probability of each cluster at the latent mean.
@@ -450,7 +525,12 @@ class BaseDeepClusterer(
         proba : ndarray of shape (n_samples, n_clusters_)
             Columns follow the compact labels of :meth:`predict`.
         """
-        return np.exp(restricted_log_proba(self.mixture_, self._latent(X), self.components_))
+        return np.concatenate(
+            [
+                np.exp(restricted_log_proba(self.mixture_, Z, self.components_))
+                for Z in self._latent_chunks(X)
+            ]
+        )
 
     @property
     def _n_features_out(self):
@@ -479,7 +559,7 @@ class BaseDeepClusterer(
             counts = np.zeros(self.n_clusters_, dtype=int)
             counts[cluster] = n_samples
         Z, y = [], []
-        for label, (component, count) in enumerate(zip(self.components_, counts)):
+        for label, (component, count) in enumerate(zip(self.components_, counts, strict=True)):
             if count == 0:
                 continue
             mean = self.mixture_.means_[component]

@@ -71,13 +71,22 @@ def make_mixture(
     weight_concentration_prior,
     random_state,
     max_iter=200,
+    mean_precision_prior=None,
+    covariance_prior=None,
+    degrees_of_freedom_prior=None,
 ):
-    """A warm-startable ``BayesianGaussianMixture`` for the latent space."""
+    """A warm-startable ``BayesianGaussianMixture`` for the latent space.
+
+    The priors left to None take scikit-learn's data-dependent defaults.
+    """
     return BayesianGaussianMixture(
         n_components=n_components,
         covariance_type=covariance_type,
         weight_concentration_prior_type=weight_concentration_prior_type,
         weight_concentration_prior=weight_concentration_prior,
+        mean_precision_prior=mean_precision_prior,
+        covariance_prior=covariance_prior,
+        degrees_of_freedom_prior=degrees_of_freedom_prior,
         init_params="kmeans",
         max_iter=max_iter,
         reg_covar=1e-5,

@@ -55,11 +55,12 @@ class ClusterDDPM(BaseDeepClusterer):
     image_shape : tuple of 3 int, default=None
         ``(C, H, W)``: treat each row of ``X`` as a flattened image and use the
         convolutional encoder and the conditional U-Net denoiser. Any ``H`` and
-        ``W`` work (inputs are padded to a multiple of 4).
+        ``W`` work (inputs are padded to a multiple of 4). One entry may be -1,
+        inferred from the number of features as in :func:`numpy.reshape`.
 
     unet_width : int, default=32
         Channels of the U-Net's first level (the authors' ``n_feat``, 64 in
-        their code); a multiple of 4. Used only with ``image_shape``.
+        their code); a multiple of 8. Used only with ``image_shape``.
 
     n_timesteps : int, default=400
         Number of diffusion steps ``T`` of the linear schedule from 1e-4 to 0.02.
@@ -188,7 +189,7 @@ class ClusterDDPM(BaseDeepClusterer):
     _parameter_constraints = {
         **BaseDeepClusterer._parameter_constraints,
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        "unet_width": [Interval(Integral, 4, None, closed="left")],
+        "unet_width": [Interval(Integral, 8, None, closed="left")],
         "n_timesteps": [Interval(Integral, 1, None, closed="left")],
         "kl_weight": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "timestep_skew": [Interval(Real, 0, None, closed="neither")],
@@ -252,11 +253,10 @@ class ClusterDDPM(BaseDeepClusterer):
     # ------------------------------------------------------------- networks
     def _validate_method_params(self, n_samples, n_features):
         if n_samples < self.n_clusters:
-            raise ValueError(
-                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}."
-            )
-        if self.image_shape is not None and self.unet_width % 4:
-            raise ValueError(f"unet_width must be a multiple of 4, got {self.unet_width}.")
+            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
+        if self.image_shape is not None and self.unet_width % 8:
+            # The U-Net's group normalisation uses 8 groups.
+            raise ValueError(f"unet_width must be a multiple of 8, got {self.unet_width}.")
 
     def _build_networks(self, n_features):
         hidden_dims = tuple(self.hidden_dims)
@@ -265,7 +265,7 @@ class ClusterDDPM(BaseDeepClusterer):
                 "encoder": GaussianEncoder(n_features, hidden_dims, self.latent_dim),
                 "denoiser": MLPDenoiser(n_features, hidden_dims, self.latent_dim),
             }
-        image_shape = tuple(self.image_shape)
+        image_shape = self._image_shape  # resolved by the base, -1 inferred
         return {
             "encoder": ConvGaussianEncoder(
                 image_shape, self.latent_dim, self.unet_width, hidden_dims[-1]

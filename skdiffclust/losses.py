@@ -53,6 +53,34 @@ def skew_js_divergence(mean1, var1, mean2, var2, alpha=0.5):
     )
 
 
+def component_divergence(mean, var, mixture, divergence="ajs", alpha=0.5):
+    """Divergence from each q(z|x_n) to each component of a diagonal mixture.
+
+    Parameters
+    ----------
+    mean, var : torch.Tensor of shape (n_samples, n_dims)
+        Parameters of q(z|x) = N(mean, diag var).
+    mixture : TorchMixture
+        The mixture; its components are taken as diagonal Gaussians (the
+        diagonal of a full covariance otherwise).
+    divergence : {"ajs", "kl"}, default="ajs"
+        ``"ajs"`` is :func:`skew_js_divergence` with skew ``alpha``; ``"kl"`` is
+        KL(q(z|x) || component), as in Lim, Jiang and Yi (2020).
+    alpha : float, default=0.5
+        Skew of ``"ajs"``, in (0, 1).
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples, n_components)
+    """
+    args = (mean[:, None, :], var[:, None, :], mixture.means[None], mixture.variances()[None])
+    if divergence == "ajs":
+        return skew_js_divergence(*args, alpha=alpha)
+    if divergence == "kl":
+        return gaussian_kl(*args)
+    raise ValueError(f"divergence must be 'ajs' or 'kl', got {divergence!r}.")
+
+
 def mixture_log_joint(z, mixture):
     """``log pi_k + log N(z_n; m_k, S_k)`` for every sample and component.
 

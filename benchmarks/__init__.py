@@ -1,0 +1,1 @@
+"""Benchmark harness of skdiffclust; run ``python -m benchmarks.run --help``."""

@@ -1,0 +1,183 @@
+"""One benchmark measurement: fit a method on a data set, score it, time it.
+
+:func:`run_isolated` runs :func:`measure` in a child process so that its peak
+memory is that of one fit alone. ``tracemalloc`` does not see torch's
+allocations, so memory is read from the kernel: the child resets its
+resident-set high-water mark (``/proc/self/clear_refs``) just before the fit,
+and reports ``VmHWM`` afterwards. Children are forked from a forkserver that
+never runs any computation, so that neither OpenMP nor torch thread pools are
+inherited in an unsafe state, and that preloads the heavy imports once.
+"""
+
+import multiprocessing
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from skdiffclust.metrics import clustering_accuracy
+
+from .registry import METHODS, DataInfo, load_dataset
+
+#: Predict is called again until this many seconds have passed, so that the
+#: throughput of fast methods is not a single millisecond-scale reading.
+PREDICT_MIN_SECONDS = 0.2
+PREDICT_MAX_CALLS = 20
+
+_PROC_STATUS = Path("/proc/self/status")
+_PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _proc_status_mb(field):
+    for line in _PROC_STATUS.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # the kernel reports kB
+    raise KeyError(field)
+
+
+def _reset_peak_rss():
+    """Reset the peak resident set size to the current one; return the current one in MB.
+
+    Returns None where ``/proc`` does not offer this (not Linux, or Linux < 4.0).
+    """
+    try:
+        _PROC_CLEAR_REFS.write_text("5")
+        return _proc_status_mb("VmRSS")
+    except (OSError, KeyError):
+        return None
+
+
+def _peak_rss_mb():
+    try:
+        return _proc_status_mb("VmHWM")
+    except (OSError, KeyError):
+        import resource
+        import sys
+
+        # ru_maxrss is in kB on Linux and in bytes on macOS.
+        scale = 1024**2 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def _predict_throughput(estimator, X):
+    """Samples per second of ``estimator.predict`` on the rows of ``X``, NaN without predict."""
+    if not hasattr(estimator, "predict"):
+        return float("nan")
+    # Shuffled rows: UMAP recognises the exact training array by its hash and
+    # returns the stored embedding without computing anything.
+    X = X[np.random.RandomState(0).permutation(len(X))]
+    n_calls, start = 0, time.perf_counter()
+    while True:
+        estimator.predict(X)
+        n_calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= PREDICT_MIN_SECONDS or n_calls >= PREDICT_MAX_CALLS:
+            return n_calls * len(X) / elapsed
+
+
+def measure(method_name, dataset_name, seed, tiny=False):
+    """Fit one method on one data set with one seed; return a dict of measurements.
+
+    The fitted labels (``fit_predict``, i.e. the clustering of the training
+    data) are scored against the classes. Errors are returned, not raised, so
+    that one failing method does not stop the run.
+    """
+    X, y = load_dataset(dataset_name, tiny=tiny)
+    info = DataInfo(n_samples=X.shape[0], n_features=X.shape[1], n_classes=len(np.unique(y)))
+    record = {
+        "dataset": dataset_name,
+        "method": method_name,
+        "seed": seed,
+        "n_samples": info.n_samples,
+        "n_features": info.n_features,
+        "n_classes": info.n_classes,
+    }
+    try:
+        method = METHODS[method_name]
+        estimator = method.make(info, seed, tiny)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if method.warm_up is not None:
+                method.warm_up(estimator, X)
+                del caught[:]
+            rss_before = _reset_peak_rss()
+            start = time.perf_counter()
+            labels = estimator.fit_predict(X)
+            fit_seconds = time.perf_counter() - start
+            throughput = _predict_throughput(estimator, X)
+            peak = _peak_rss_mb()
+    except Exception as exc:  # reported in the results instead of stopping the run
+        traceback.print_exc()
+        return {**record, "status": f"error: {type(exc).__name__}: {exc}"}
+
+    # UMAP warns that a seed disables its parallelism: expected, not a finding.
+    categories = sorted(
+        {w.category.__name__ for w in caught if "overridden to 1 by setting" not in str(w.message)}
+    )
+    return {
+        **record,
+        "acc": clustering_accuracy(y, labels),
+        "nmi": normalized_mutual_info_score(y, labels),
+        "ari": adjusted_rand_score(y, labels),
+        "n_clusters_found": len(np.unique(labels)),
+        "fit_seconds": fit_seconds,
+        "predict_samples_per_second": throughput,
+        "peak_rss_mb": peak,
+        "fit_memory_mb": peak - rss_before if rss_before is not None else float("nan"),
+        "warnings": " ".join(categories),
+        "status": "ok",
+    }
+
+
+def _child(connection, args):
+    try:
+        connection.send(measure(*args))
+    finally:
+        connection.close()
+
+
+_CONTEXT = None
+
+
+def _context():
+    """The forkserver context (spawn where forkserver does not exist), created once."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        methods = multiprocessing.get_all_start_methods()
+        _CONTEXT = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if _CONTEXT.get_start_method() == "forkserver":
+            # Imported once in the server instead of once per measurement;
+            # modules that are not installed are skipped silently.
+            _CONTEXT.set_forkserver_preload([__name__, "skdiffclust", "umap", "mlxtend.data"])
+    return _CONTEXT
+
+
+def run_isolated(method_name, dataset_name, seed, tiny=False, timeout=None):
+    """Run :func:`measure` in a fresh child process; see the module docstring."""
+    args = (method_name, dataset_name, seed, tiny)
+    receiver, sender = _context().Pipe(duplex=False)
+    process = _context().Process(target=_child, args=(sender, args), daemon=True)
+    process.start()
+    sender.close()
+    record = None
+    try:
+        if receiver.poll(timeout):
+            record = receiver.recv()
+    except EOFError:
+        pass  # the child died without sending: reported below
+    finally:
+        if process.is_alive() and record is None:
+            process.terminate()
+        process.join()
+        receiver.close()
+    if record is None:
+        status = (
+            f"timeout after {timeout} s"
+            if process.exitcode in (None, -15)
+            else f"error: worker exited with code {process.exitcode}"
+        )
+        record = {"dataset": dataset_name, "method": method_name, "seed": seed, "status": status}
+    return record

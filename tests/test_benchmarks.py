@@ -1,0 +1,90 @@
+"""The benchmark harness, run end to end on tiny settings so that it cannot rot."""
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from sklearn.base import clone
+
+# The harness lives next to the package, not in it: make it importable when
+# pytest is started without the repository root on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.registry import (  # noqa: E402
+    DATASETS,
+    METHODS,
+    DataInfo,
+    Dataset,
+    load_dataset,
+    unavailable_reason,
+)
+from benchmarks.report import RESULT_COLUMNS  # noqa: E402
+from benchmarks.run import build_parser, main  # noqa: E402
+
+AVAILABLE_METHODS = [name for name, method in METHODS.items() if unavailable_reason(method) is None]
+# UMAP compiles itself with numba in every worker (about 20 s): its factory is
+# tested below without fitting.
+RUN_METHODS = [name for name in AVAILABLE_METHODS if name != "UMAP-GMM"]
+
+
+def test_quick_run_on_tiny_settings(tmp_path, capsys):
+    paths = main(["--quick", "--tiny", "--methods", *RUN_METHODS, "--out", str(tmp_path)])
+
+    for suffix in ("csv", "md", "png"):
+        assert paths[suffix].stat().st_size > 0
+        assert (tmp_path / f"latest-quick-tiny.{suffix}").read_bytes() == paths[suffix].read_bytes()
+    assert paths["png"].read_bytes().startswith(b"\x89PNG")
+
+    with open(paths["csv"], newline="") as file:
+        reader = csv.DictReader(file)
+        rows = list(reader)
+    assert reader.fieldnames == RESULT_COLUMNS
+    assert [(row["dataset"], row["method"], row["seed"]) for row in rows] == [
+        ("digits", name, "0") for name in RUN_METHODS
+    ]
+    for row in rows:
+        assert row["status"] == "ok", row
+        for score in ("acc", "nmi", "ari"):
+            assert -1 <= float(row[score]) <= 1
+        for column in ("fit_seconds", "predict_samples_per_second", "peak_rss_mb"):
+            assert math.isfinite(float(row[column])) and float(row[column]) > 0
+        assert int(row["n_clusters_found"]) >= 1
+        assert int(row["n_samples"]) == 200
+
+    markdown = paths["md"].read_text()
+    assert "| Method | ACC | NMI | ARI |" in markdown
+    assert all(f"| {name} |" in markdown for name in RUN_METHODS)
+    output = capsys.readouterr().out
+    assert f"[{len(RUN_METHODS)}/{len(RUN_METHODS)}] digits" in output
+    assert markdown in output
+
+
+@pytest.mark.parametrize("name", AVAILABLE_METHODS)
+def test_method_factories_build_clusterers(name):
+    info = DataInfo(n_samples=200, n_features=64, n_classes=10)
+    estimator = METHODS[name].make(info, 0, True)
+    clone(estimator)
+    assert hasattr(estimator, "fit_predict") and hasattr(estimator, "predict")
+
+
+@pytest.mark.parametrize("name", [name for name in DATASETS if name != "mnist-5k"])
+def test_tiny_datasets_are_small_and_stratified(name):
+    X, y = load_dataset(name, tiny=True)
+    assert X.shape[0] == len(y) == 200
+    assert len(set(y)) == len(set(load_dataset(name)[1]))
+
+
+def test_unavailable_entries_are_explained():
+    missing = Dataset("missing", "", lambda: None, requires=("no_such_module_xyz",))
+    assert "no_such_module_xyz" in unavailable_reason(missing)
+    assert unavailable_reason(DATASETS["digits"]) is None
+
+
+def test_cli_names_are_case_insensitive_and_checked(capsys):
+    args = build_parser().parse_args(["--methods", "kmeans", "clusterddpm"])
+    assert args.methods == ["KMeans", "ClusterDDPM"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--datasets", "imagenet"])
+    assert "choose from digits" in capsys.readouterr().err
