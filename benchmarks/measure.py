@@ -132,9 +132,17 @@ def measure(method_name, dataset_name, seed, tiny=False):
     }
 
 
-def _child(connection, args):
+def _child(connection, args, n_threads):
     try:
-        connection.send(measure(*args))
+        if n_threads is None:
+            connection.send(measure(*args))
+            return
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(n_threads)
+        with threadpool_limits(limits=n_threads):
+            connection.send(measure(*args))
     finally:
         connection.close()
 
@@ -155,11 +163,15 @@ def _context():
     return _CONTEXT
 
 
-def run_isolated(method_name, dataset_name, seed, tiny=False, timeout=None):
-    """Run :func:`measure` in a fresh child process; see the module docstring."""
+def run_isolated(method_name, dataset_name, seed, tiny=False, timeout=None, n_threads=None):
+    """Run :func:`measure` in a fresh child process; see the module docstring.
+
+    ``n_threads`` caps torch's and the OpenMP/BLAS thread pools of the child;
+    None leaves the libraries' defaults (one thread per core).
+    """
     args = (method_name, dataset_name, seed, tiny)
     receiver, sender = _context().Pipe(duplex=False)
-    process = _context().Process(target=_child, args=(sender, args), daemon=True)
+    process = _context().Process(target=_child, args=(sender, args, n_threads), daemon=True)
     process.start()
     sender.close()
     record = None

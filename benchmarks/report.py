@@ -57,6 +57,7 @@ def summarize(records):
             "n_runs": len(runs),
             "n_ok": len(ok),
             "errors": sorted({run["status"] for run in runs if run.get("status") != "ok"}),
+            "n_classes": next((int(run["n_classes"]) for run in ok), None),
         }
         for column in NUMERIC_COLUMNS:
             values = np.array([run[column] for run in ok], dtype=float)
@@ -138,6 +139,7 @@ def plot(summary, path, title):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     datasets = list(dict.fromkeys(row["dataset"] for row in summary))
     n_methods = max(sum(row["dataset"] == name for row in summary) for name in datasets)
@@ -155,21 +157,23 @@ def plot(summary, path, title):
         rows = [row for row in summary if row["dataset"] == name][::-1]  # first on top
         positions = np.arange(len(rows))
         for offset, score in zip((height, 0, -height), SCORES, strict=True):
-            means = np.nan_to_num([row[score] for row in rows])
+            raw_means = np.array([row[score] for row in rows])
+            means = np.nan_to_num(raw_means)
             errors = np.nan_to_num([row[score + "_std"] for row in rows])
             score_axis.barh(
                 positions + offset,
                 means,
                 height,
-                xerr=errors,
+                xerr=errors if errors.any() else None,
                 color=colors[score],
                 label=score.upper(),
                 error_kw={"elinewidth": 1, "capsize": 2},
             )
-            for y, mean, error in zip(positions + offset, means, errors, strict=True):
-                score_axis.text(
-                    mean + error + 0.01, y, f"{mean:.2f}", va="center", fontsize=7, color="0.25"
-                )
+            for y, mean, error in zip(positions + offset, raw_means, errors, strict=True):
+                if math.isfinite(mean):  # a failed method's row label says so instead
+                    score_axis.text(
+                        mean + error + 0.01, y, f"{mean:.2f}", va="center", fontsize=7, color="0.25"
+                    )
         labels = [
             f"{row['method']}\n{_clusters(row)} cluster{'' if _clusters(row) == '1' else 's'}"
             if math.isfinite(row["n_clusters_found"])
@@ -181,7 +185,9 @@ def plot(summary, path, title):
         score_axis.set_xticks(np.linspace(0, 1, 6))
         score_axis.grid(axis="x", color="0.9")
         score_axis.set_axisbelow(True)
-        score_axis.set_title(name, loc="left", fontweight="bold")
+        n_classes = next((row["n_classes"] for row in rows if row["n_classes"]), None)
+        classes = f" ({n_classes} classes)" if n_classes else ""
+        score_axis.set_title(name + classes, loc="left", fontweight="bold")
         score_axis.set_xlabel("score (higher is better)")
 
         seconds = np.array([row["fit_seconds"] for row in rows])
@@ -190,18 +196,23 @@ def plot(summary, path, title):
             positions,
             np.nan_to_num(seconds),
             0.6,
-            xerr=errors,
+            xerr=errors if errors.any() else None,
             color="0.55",
             error_kw={"elinewidth": 1, "capsize": 2},
         )
         for y, value, error in zip(positions, seconds, errors, strict=True):
             if math.isfinite(value):
                 x = (value + error) * 1.2
-                time_axis.text(x, y, f"{value:.2g} s", va="center", fontsize=7, color="0.25")
+                label = f"{value:.2g} s" if value < 100 else f"{value:.0f} s"
+                time_axis.text(x, y, label, va="center", fontsize=7, color="0.25")
         time_axis.set_xscale("log")
         finite = seconds[np.isfinite(seconds) & (seconds > 0)]
         if len(finite):
-            time_axis.set_xlim(finite.min() / 3, finite.max() * 8)
+            # Whole decades, so that at least one labelled major tick shows.
+            low = 10 ** np.floor(np.log10(finite.min() / 2))
+            high = 10 ** np.ceil(np.log10(finite.max() * 8))
+            time_axis.set_xlim(low, high)
+        time_axis.xaxis.set_minor_formatter(NullFormatter())
         time_axis.set_yticks(positions, [])
         time_axis.set_ylim(score_axis.get_ylim())
         time_axis.grid(axis="x", color="0.9", which="major")

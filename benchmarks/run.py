@@ -91,6 +91,14 @@ def build_parser():
         help="stop a fit after this long and record it as failed (default: no limit)",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads of torch and of the OpenMP/BLAS pools per fit (default: the libraries' "
+        "defaults, one per core); 1 is faster when other jobs share the cores",
+    )
+    parser.add_argument(
         "--tiny",
         action="store_true",
         help="smoke test of the harness: 200 samples per data set, tiny deep models",
@@ -176,7 +184,9 @@ def main(argv=None):
             end=" ",
             flush=True,
         )
-        record = run_isolated(method, dataset, seed, tiny=args.tiny, timeout=args.timeout)
+        record = run_isolated(
+            method, dataset, seed, tiny=args.tiny, timeout=args.timeout, n_threads=args.threads
+        )
         records.append(record)
         elapsed = _format_elapsed(time.perf_counter() - started)
         print(f"{_progress_result(record)}  [elapsed {elapsed}]", flush=True)
@@ -189,6 +199,7 @@ def main(argv=None):
         f"Run on {now:%Y-%m-%d %H:%M}, {_cpu_model()} ({os.cpu_count()} cores), "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}; "
         f"{_package_versions()}. Seeds: {' '.join(map(str, seeds))}. "
+        f"Threads per fit: {args.threads or 'library defaults'}. "
         f"Wall time {_format_elapsed(wall_seconds)} (`python -m benchmarks.run "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`).",
     ]

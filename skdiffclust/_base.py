@@ -36,6 +36,7 @@ from ._mixture import (
     occupied_components,
     restricted_log_proba,
 )
+from ._threads import limited_torch_threads
 
 #: Rows per forward pass at inference: large enough to keep the cores busy,
 #: small enough that memory stays bounded for any number of rows.
@@ -293,7 +294,7 @@ class BaseDeepClusterer(
             if not continuing:
                 self._fit_scaling(X)
             Xs = torch.from_numpy(self._scale(X)).to(device)
-            with local_torch_seed(seed):
+            with local_torch_seed(seed), limited_torch_threads():
                 self._fit_loop(Xs, device, random_state, continuing, progress)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt) and progress["checkpoint"] is not None:
@@ -340,9 +341,11 @@ class BaseDeepClusterer(
                 random_state=random_state.randint(np.iinfo(np.int32).max),
                 **self._mixture_params(),
             )
-            self._e_step(mixture, Xs, history, max_iter=None)
+            mixture = self._e_step(mixture, Xs, history, max_iter=None)
             progress["checkpoint"] = self._checkpoint(mixture, history)
 
+        for group in optimizer.param_groups:
+            group["lr"] = self._em_learning_rate()
         for iteration in range(self.n_iter):
             start = time.perf_counter()
             torch_mixture = TorchMixture.from_sklearn(mixture, device)
@@ -354,7 +357,7 @@ class BaseDeepClusterer(
                 iteration,
             )
             history["loss"].append(loss)
-            self._e_step(mixture, Xs, history, max_iter=self._e_step_max_iter)
+            mixture = self._e_step(mixture, Xs, history, max_iter=self._e_step_max_iter)
             history["epoch_time"].append(time.perf_counter() - start)
             self._report(
                 verbose,
@@ -370,6 +373,14 @@ class BaseDeepClusterer(
 
     #: Variational iterations of each warm-started E-step refit.
     _e_step_max_iter = 20
+
+    #: Refit the mixture from scratch when a warm refit loses a component
+    #: (for estimators whose number of clusters is given).
+    _keep_all_components = False
+
+    def _em_learning_rate(self):
+        """Adam's learning rate for the EM iterations."""
+        return self.learning_rate
 
     def _run_epoch(self, Xs, loss_fn, optimizer, stage, epoch):
         n_samples = Xs.shape[0]
@@ -403,9 +414,11 @@ class BaseDeepClusterer(
                 f"learning_rate (now {self.learning_rate}) or check the scale of X. "
                 "The estimator was left as before this fit."
             )
-        fit_mixture(mixture, Z, max_iter=max_iter)
+        mixture = fit_mixture(
+            mixture, Z, max_iter=max_iter, keep_all_components=self._keep_all_components
+        )
         history["n_clusters"].append(len(occupied_components(mixture, Z)))
-        return Z
+        return mixture
 
     def _report(self, verbose, stage, epoch, n_epochs, loss, start, n_clusters=None):
         if not verbose:
@@ -453,7 +466,7 @@ class BaseDeepClusterer(
     def _encode_mean(self, Xs):
         """Latent means of scaled rows (a tensor on the device), as float64 numpy."""
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), limited_torch_threads():
             for net in self._networks().values():
                 net.eval()
             for start in range(0, Xs.shape[0], INFERENCE_BATCH_SIZE):

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.base import clone
 from sklearn.mixture import BayesianGaussianMixture
+
+#: Variational iterations of a full (not warm-started) mixture fit.
+FULL_FIT_MAX_ITER = 200
 
 
 @dataclass
@@ -70,7 +74,7 @@ def make_mixture(
     weight_concentration_prior_type,
     weight_concentration_prior,
     random_state,
-    max_iter=200,
+    max_iter=FULL_FIT_MAX_ITER,
     mean_precision_prior=None,
     covariance_prior=None,
     degrees_of_freedom_prior=None,
@@ -95,19 +99,36 @@ def make_mixture(
     )
 
 
-def fit_mixture(mixture, Z, max_iter=None):
+def fit_mixture(mixture, Z, max_iter=None, keep_all_components=False):
     """Fit (or, if already fitted, warm-restart) ``mixture`` on latent codes ``Z``.
 
     ``max_iter`` limits the number of variational iterations of a warm restart:
     the previous solution is a good start, and a few iterations follow the
     slowly moving latents. Convergence warnings of such short refits are
     expected and silenced.
+
+    A warm restart cannot bring back a component that lost all its points
+    (its mean stays where the data left). With ``keep_all_components``, such
+    a refit is replaced by a fresh fit from a k-means initialisation, for
+    estimators whose number of clusters is given.
+
+    Returns
+    -------
+    mixture : BayesianGaussianMixture
+        ``mixture`` itself, or the fresh replacement.
     """
+    warm_restart = hasattr(mixture, "converged_")
     if max_iter is not None:
         mixture.set_params(max_iter=max_iter)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         mixture.fit(Z)
+        if (
+            keep_all_components
+            and warm_restart
+            and len(occupied_components(mixture, Z)) < mixture.n_components
+        ):
+            mixture = clone(mixture).set_params(max_iter=FULL_FIT_MAX_ITER).fit(Z)
     return mixture
 
 

@@ -8,6 +8,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseDeepClusterer, local_torch_seed
+from ._threads import limited_torch_threads
 from .diffusion import NoiseSchedule, ancestral_sample, ddim_sample
 from .losses import mixture_kl
 from .nn import ConditionalUNet, ConvGaussianEncoder, GaussianEncoder, MLPDenoiser
@@ -81,8 +82,10 @@ class ClusterDDPM(BaseDeepClusterer):
         (classifier-free guidance dropout), enabling ``guidance`` in
         :meth:`sample`.
 
-    covariance_type : {"diag", "full"}, default="diag"
-        Covariance of the mixture components (the authors' is diagonal).
+    covariance_type : {"diag", "full"}, default="full"
+        Covariance of the mixture components. The authors' is diagonal; full
+        covariances follow the elongated clusters of the latent space and
+        measured 2 to 8 points of accuracy better on digits.
 
     weight_concentration_prior_type : {"dirichlet_distribution", \
             "dirichlet_process"}, default="dirichlet_distribution"
@@ -102,7 +105,13 @@ class ClusterDDPM(BaseDeepClusterer):
         Minibatch size of the network steps.
 
     learning_rate : float, default=1e-3
-        Adam's learning rate.
+        Adam's learning rate during pretraining.
+
+    em_learning_rate : float, default=1e-4
+        Adam's learning rate during the EM iterations. Ten times below
+        ``learning_rate``: at 1e-3 the clustering of digits swung between 0.70
+        and 0.86 accuracy from one iteration to the next, at 1e-4 it stays
+        within a point.
 
     scaling : {"global", "feature"} or None, default="global"
         How ``X`` is scaled before training (the inverse is applied to
@@ -199,9 +208,11 @@ class ClusterDDPM(BaseDeepClusterer):
             StrOptions({"dirichlet_distribution", "dirichlet_process"})
         ],
         "weight_concentration_prior": [None, Interval(Real, 0, None, closed="neither")],
+        "em_learning_rate": [Interval(Real, 0, None, closed="neither")],
     }
 
     _network_names = ("encoder", "denoiser")
+    _keep_all_components = True
 
     def __init__(
         self,
@@ -215,13 +226,14 @@ class ClusterDDPM(BaseDeepClusterer):
         kl_weight="auto",
         timestep_skew=3.0,
         condition_dropout=0.1,
-        covariance_type="diag",
+        covariance_type="full",
         weight_concentration_prior_type="dirichlet_distribution",
         weight_concentration_prior=None,
         pretrain_epochs=30,
         n_iter=30,
         batch_size=128,
         learning_rate=1e-3,
+        em_learning_rate=1e-4,
         scaling="global",
         device="auto",
         random_state=None,
@@ -244,6 +256,7 @@ class ClusterDDPM(BaseDeepClusterer):
         self.n_iter = n_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.em_learning_rate = em_learning_rate
         self.scaling = scaling
         self.device = device
         self.random_state = random_state
@@ -290,6 +303,9 @@ class ClusterDDPM(BaseDeepClusterer):
         ):
             schedule = self._noise_schedule = NoiseSchedule(self.n_timesteps, device)
         return schedule
+
+    def _em_learning_rate(self):
+        return self.em_learning_rate
 
     def _effective_kl_weight(self):
         if self.kl_weight == "auto":
@@ -368,7 +384,7 @@ class ClusterDDPM(BaseDeepClusterer):
         seed = int(random_state.randint(np.iinfo(np.int32).max))
         self.denoiser_.eval()
         generated = []
-        with local_torch_seed(seed), torch.inference_mode():
+        with local_torch_seed(seed), torch.inference_mode(), limited_torch_threads():
             for start in range(0, len(Z), _SAMPLE_BATCH_SIZE):
                 z = torch.as_tensor(
                     Z[start : start + _SAMPLE_BATCH_SIZE], dtype=torch.float32, device=device

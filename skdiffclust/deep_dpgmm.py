@@ -210,6 +210,15 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     latent space. :meth:`predict` uses the latent mean ``E[z|x]``, so it is
     deterministic.
 
+    Known limitation (measured on digits, seeds 0 and 1). The first E-step,
+    on the pretrained latent, keeps 27 to 29 components. The count then drops
+    within the first two EM iterations only (to 11 and 18) and stays there: the
+    drop comes from the first network steps moving the latent under the
+    warm-started mixture, not from the clustering loss (with
+    ``clustering_weight=0`` it still drops, to 16 and 22; with the EM-phase
+    learning rate divided by 10 it hardly drops, 25 and 27). The number of
+    clusters found is therefore seed-dependent and, on MNIST, too large.
+
     The original paper's full text was not available; the loop follows its
     abstract and its predecessor (Lim, Jiang and Yi, "Deep Clustering With
     Variational Autoencoder", IEEE Signal Processing Letters 27, 2020).

@@ -2,17 +2,13 @@
 
 import csv
 import math
-import sys
-from pathlib import Path
 
 import pytest
 from sklearn.base import clone
 
-# The harness lives next to the package, not in it: make it importable when
-# pytest is started without the repository root on the path.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.registry import (  # noqa: E402
+# The harness lives next to the package, not in it; pytest's ``pythonpath``
+# setting in pyproject.toml puts the repository root on the path.
+from benchmarks.registry import (
     DATASETS,
     METHODS,
     DataInfo,
