@@ -12,6 +12,7 @@ A subclass adds its networks and its two losses.
 import copy
 import io
 import time
+import warnings
 from abc import abstractmethod
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -25,6 +26,7 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -322,7 +324,13 @@ class BaseDeepClusterer(
         else:
             networks = self._build_networks(Xs.shape[1])
             networks = {name: net.to(device) for name, net in networks.items()}
-            history = {"pretrain_loss": [], "loss": [], "n_clusters": [], "epoch_time": []}
+            history = {
+                "pretrain_loss": [],
+                "loss": [],
+                "n_clusters": [],
+                "latent_scale": [],
+                "epoch_time": [],
+            }
             mixture = None
         self._set_networks(networks)
         params = [p for net in networks.values() for p in net.parameters()]
@@ -369,6 +377,17 @@ class BaseDeepClusterer(
                 n_clusters=history["n_clusters"][-1],
             )
             progress["checkpoint"] = self._checkpoint(mixture, history)
+            if self._latent_collapsed(history["latent_scale"]):
+                warnings.warn(
+                    f"{type(self).__name__}: the latent codes collapsed during EM "
+                    f"iteration {iteration + 1} (their spread fell below "
+                    f"{self._collapse_ratio:.0%} of its value after pretraining); "
+                    "training stopped there. Lower kl_weight or em_learning_rate, "
+                    "or use fewer n_iter.",
+                    ConvergenceWarning,
+                    stacklevel=4,
+                )
+                break
         self._restore(progress["checkpoint"], Xs, device)
 
     #: Variational iterations of each warm-started E-step refit.
@@ -377,6 +396,13 @@ class BaseDeepClusterer(
     #: Refit the mixture from scratch when a warm refit loses a component
     #: (for estimators whose number of clusters is given).
     _keep_all_components = False
+
+    #: EM stops when the latent spread falls below this fraction of its value
+    #: after pretraining: the denoiser or decoder can no longer read the codes.
+    _collapse_ratio = 0.25
+
+    def _latent_collapsed(self, latent_scale):
+        return latent_scale[-1] < self._collapse_ratio * latent_scale[0]
 
     def _em_learning_rate(self):
         """Adam's learning rate for the EM iterations."""
@@ -418,6 +444,7 @@ class BaseDeepClusterer(
             mixture, Z, max_iter=max_iter, keep_all_components=self._keep_all_components
         )
         history["n_clusters"].append(len(occupied_components(mixture, Z)))
+        history["latent_scale"].append(float(np.sqrt(np.mean(np.var(Z, axis=0)))))
         return mixture
 
     def _report(self, verbose, stage, epoch, n_epochs, loss, start, n_clusters=None):

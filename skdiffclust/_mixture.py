@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture
 
 #: Variational iterations of a full (not warm-started) mixture fit.
@@ -60,7 +60,7 @@ class TorchMixture:
     def variances(self):
         """Diagonal of each component's covariance, shape (K, d)."""
         if self.covariance_type == "diag":
-            return self.precisions_cholesky ** -2
+            return self.precisions_cholesky**-2
         covariances = torch.linalg.inv(
             self.precisions_cholesky @ self.precisions_cholesky.transpose(1, 2)
         )

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import multivariate_normal
+from sklearn.base import clone
 from sklearn.datasets import load_digits, make_blobs
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
@@ -282,3 +284,49 @@ def test_kl_weight_auto_scales_with_the_data_dimension(fitted):
     assert on_digits._effective_kl_weight() == pytest.approx(0.1 * 64 / 784)
     on_digits.set_params(kl_weight=0.5)
     assert on_digits._effective_kl_weight() == 0.5
+
+
+# ------------------------------------------------------- EM safeguards
+def test_latent_collapse_stops_em_with_a_warning(monkeypatch):
+    X, _ = _blobs()
+    model = ClusterDDPM(n_clusters=3, **{**SMALL, "n_iter": 5})
+    # The spread relative to pretraining after each EM iteration: a collapse.
+    scales = iter([1.0, 0.5, 0.2, 0.1, 0.05])
+    monkeypatch.setattr(
+        ClusterDDPM,
+        "_latent_collapsed",
+        lambda self, latent_scale: next(scales) < self._collapse_ratio,
+    )
+    with pytest.warns(ConvergenceWarning, match="latent codes collapsed during EM iteration"):
+        model.fit(X)
+    # Iterations 1 and 2 keep at least 25% of the spread; iteration 3 stops the fit.
+    assert len(model.history_["loss"]) == 3
+    assert model.labels_.shape == (X.shape[0],)
+
+
+def test_latent_scale_is_recorded_and_stable_without_collapse(fitted):
+    model, _ = fitted
+    scales = model.history_["latent_scale"]
+    assert len(scales) == model.n_iter + 1
+    assert all(np.isfinite(scales)) and min(scales) > model._collapse_ratio * scales[0]
+
+
+def test_em_refits_the_mixture_when_a_component_is_lost():
+    from skdiffclust._mixture import fit_mixture, make_mixture, occupied_components
+
+    rng = np.random.RandomState(0)
+    three_groups = np.concatenate([rng.normal(c, 0.1, size=(50, 2)) for c in (-5, 0, 5)])
+    mixture = make_mixture(
+        3,
+        covariance_type="full",
+        weight_concentration_prior_type="dirichlet_distribution",
+        weight_concentration_prior=None,
+        random_state=0,
+    )
+    fit_mixture(mixture, three_groups)
+    # The latents move far away: a short warm refit leaves components behind.
+    moved = three_groups * 2.0 + 40.0
+    warm = fit_mixture(clone(mixture), three_groups)
+    assert len(occupied_components(fit_mixture(warm, moved, max_iter=1), moved)) < 3
+    kept = fit_mixture(mixture, moved, max_iter=1, keep_all_components=True)
+    assert len(occupied_components(kept, moved)) == 3

@@ -1,7 +1,7 @@
 """Torch networks used by the estimators; no scikit-learn inside."""
 
 from .mlp import GaussianEncoder, MLPDecoder, MLPDenoiser
-from .unet import ConvDecoder, ConvGaussianEncoder, ConditionalUNet
+from .unet import ConditionalUNet, ConvDecoder, ConvGaussianEncoder
 
 __all__ = [
     "ConditionalUNet",

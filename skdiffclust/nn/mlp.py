@@ -7,7 +7,7 @@ def mlp(sizes, final_activation=False):
     """``Linear -> GELU`` stacks through ``sizes``; no activation after the last layer
     unless ``final_activation``."""
     layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
         if final_activation or i < len(sizes) - 2:
             layers.append(nn.GELU())
@@ -93,4 +93,3 @@ def count_parameters(module):
 
 
 __all__ = ["GaussianEncoder", "MLPDecoder", "MLPDenoiser", "Embed", "count_parameters"]
-

@@ -28,8 +28,12 @@ class ResidualConvBlock(nn.Module):
         super().__init__()
         self.residual = residual
         self.same_channels = n_in == n_out
-        self.conv1 = nn.Sequential(nn.Conv2d(n_in, n_out, 3, 1, 1), nn.BatchNorm2d(n_out), nn.GELU())
-        self.conv2 = nn.Sequential(nn.Conv2d(n_out, n_out, 3, 1, 1), nn.BatchNorm2d(n_out), nn.GELU())
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(n_in, n_out, 3, 1, 1), nn.BatchNorm2d(n_out), nn.GELU()
+        )
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(n_out, n_out, 3, 1, 1), nn.BatchNorm2d(n_out), nn.GELU()
+        )
 
     def forward(self, x):
         h = self.conv2(self.conv1(x))
@@ -149,8 +153,9 @@ class ConvDecoder(nn.Module):
         self.image_shape = tuple(image_shape)
         self.grid = (padded_size(H) // 4, padded_size(W) // 4)
         self.width = width
-        self.fc = mlp([latent_dim, hidden_dim, 2 * width * self.grid[0] * self.grid[1]],
-                      final_activation=True)
+        self.fc = mlp(
+            [latent_dim, hidden_dim, 2 * width * self.grid[0] * self.grid[1]], final_activation=True
+        )
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1),
             nn.GELU(),
