@@ -191,7 +191,9 @@ class BaseDeepClusterer(
 
     def _encode(self, x):
         """``(mean, log_var)`` of q(z|x) for a batch of scaled inputs."""
-        return self.encoder_(x)
+        mean, log_var = self.encoder_(x)
+        # Bounded log-variance keeps exp() finite early in training.
+        return mean, log_var.clamp(-15.0, 10.0)
 
     # ------------------------------------------------------------ validation
     def _validate_X(self, X, reset, fitting=False):

@@ -10,18 +10,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import BaseDeepClusterer, local_torch_seed
 from ._threads import limited_torch_threads
 from .diffusion import NoiseSchedule, ancestral_sample, ddim_sample
-from .losses import mixture_kl
+from .losses import mixture_kl, reparameterize
 from .nn import ConditionalUNet, ConvGaussianEncoder, GaussianEncoder, MLPDenoiser
 
 #: Number of features of the authors' MNIST images, the reference for ``kl_weight="auto"``.
 _REFERENCE_N_FEATURES = 784
 _REFERENCE_KL_WEIGHT = 0.1
 _SAMPLE_BATCH_SIZE = 1024
-
-
-def reparameterize(mean, log_var):
-    """A sample of N(mean, diag exp(log_var)) that gradients flow through."""
-    return mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
 
 
 class ClusterDDPM(BaseDeepClusterer):
@@ -336,11 +331,6 @@ class ClusterDDPM(BaseDeepClusterer):
         z = reparameterize(mean, log_var)
         kl = mixture_kl(z, mean, log_var, mixture).mean()
         return self._denoising_loss(x, z) + self._effective_kl_weight() * kl
-
-    def _encode(self, x):
-        mean, log_var = self.encoder_(x)
-        # Bounded log-variance keeps exp() finite early in training.
-        return mean, log_var.clamp(-15.0, 10.0)
 
     # ------------------------------------------------------------- sampling
     def sample(self, n_samples=1, cluster=None, guidance=0.0, n_steps=None):

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._base import BaseDeepClusterer
-from .losses import component_divergence, mixture_log_joint
+from .losses import component_divergence, mixture_log_joint, reparameterize
 from .nn import ConvDecoder, ConvGaussianEncoder, GaussianEncoder, MLPDecoder
 
 _SAMPLE_BATCH_SIZE = 4096
@@ -334,11 +334,6 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             "degrees_of_freedom_prior": float(self.latent_dim),
         }
 
-    def _encode(self, x):
-        mean, log_var = self.encoder_(x)
-        # Bounded log-variance keeps exp() finite early in training.
-        return mean, log_var.clamp(-15.0, 10.0)
-
     # --------------------------------------------------------------- losses
     def _reconstruction_loss(self, x, z):
         """Squared error summed over features, batch mean."""
@@ -351,7 +346,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     def _network_loss(self, x, mixture):
         mean, log_var = self._encode(x)
         var = torch.exp(log_var)
-        z = mean + torch.sqrt(var) * torch.randn_like(mean)
+        z = reparameterize(mean, log_var)
         divergences = component_divergence(
             mean, var, mixture, divergence=self.divergence, alpha=self.alpha
         )

@@ -11,6 +11,11 @@ import torch
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def reparameterize(mean, log_var):
+    """A sample of N(mean, diag exp(log_var)) that gradients flow through."""
+    return mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
+
+
 def gaussian_kl(mean1, var1, mean2, var2):
     """KL(N(mean1, diag var1) || N(mean2, diag var2)), summed over the last axis."""
     return 0.5 * torch.sum(
