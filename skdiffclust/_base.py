@@ -423,8 +423,9 @@ class BaseDeepClusterer(
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
                     f"Training diverged: the loss became {loss.item()} during {stage} "
-                    f"{epoch + 1}. Lower learning_rate (now {self.learning_rate}) or "
-                    "check the scale of X. The estimator was left as before this fit."
+                    f"{epoch + 1}. Lower the learning rate (now "
+                    f"{optimizer.param_groups[0]['lr']}) or check the scale of X. "
+                    "The estimator was left as before this fit."
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -520,8 +521,9 @@ class BaseDeepClusterer(
         device = getattr(self, "_device", torch.device("cpu"))
         if device.type == "cuda" and not torch.cuda.is_available():
             device = torch.device("cpu")
-        if next(iter(self._networks().values())).parameters().__next__().device != device:
-            for net in self._networks().values():
+        networks = self._networks().values()
+        if any(next(net.parameters()).device != device for net in networks):
+            for net in networks:
                 net.to(device)
         return device
 

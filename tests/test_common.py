@@ -415,7 +415,7 @@ def test_divergence_on_first_fit_leaves_estimator_unfitted(estimator):
     X, _ = _blobs()
     model = clone(estimator).set_params(learning_rate=1e6)
     before = dict(vars(model))
-    with pytest.raises(TrainingDivergedError, match="Training diverged.*Lower learning_rate"):
+    with pytest.raises(TrainingDivergedError, match="Training diverged.*Lower the learning rate"):
         model.fit(X)
     assert vars(model) == before
     with pytest.raises(NotFittedError):
