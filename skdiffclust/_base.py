@@ -44,6 +44,9 @@ from ._threads import limited_torch_threads
 #: small enough that memory stays bounded for any number of rows.
 INFERENCE_BATCH_SIZE = 4096
 
+#: Samples generated per batch by ``sample``.
+SAMPLE_BATCH_SIZE = 1024
+
 #: Rows per chunk of the numpy preprocessing (scaling statistics, scaling).
 _CHUNK_ROWS = 65536
 
@@ -626,6 +629,24 @@ class BaseDeepClusterer(
                 Z.append(random_state.multivariate_normal(mean, cov, size=count))
             y.append(np.full(count, label))
         return np.concatenate(Z), np.concatenate(y)
+
+    def _generate(self, n_samples, cluster, generate_batch):
+        """Latent codes from the mixture, then ``generate_batch(z)`` on the
+        device, batch by batch, seeded locally; returns ``(X, y)`` with ``X``
+        in the units of the training data."""
+        random_state = check_random_state(self.random_state)
+        Z, y = self._sample_latents(n_samples, cluster, random_state)
+        device = self._inference_device()
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
+        for net in self._networks().values():
+            net.eval()
+        generated = []
+        with local_torch_seed(seed), torch.inference_mode(), limited_torch_threads():
+            for start in range(0, len(Z), SAMPLE_BATCH_SIZE):
+                z = Z[start : start + SAMPLE_BATCH_SIZE]
+                z = torch.as_tensor(z, dtype=torch.float32, device=device)
+                generated.append(generate_batch(z).cpu().numpy())
+        return self._unscale(np.concatenate(generated)), y
 
     # -------------------------------------------------------------- pickling
     def __getstate__(self):

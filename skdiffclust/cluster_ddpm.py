@@ -2,13 +2,10 @@
 
 from numbers import Integral, Real
 
-import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseDeepClusterer, local_torch_seed
-from ._threads import limited_torch_threads
+from ._base import BaseDeepClusterer
 from .diffusion import NoiseSchedule, ancestral_sample, ddim_sample
 from .losses import mixture_kl, reparameterize
 from .nn import ConditionalUNet, ConvGaussianEncoder, GaussianEncoder, MLPDenoiser
@@ -16,7 +13,6 @@ from .nn import ConditionalUNet, ConvGaussianEncoder, GaussianEncoder, MLPDenois
 #: Number of features of the authors' MNIST images, the reference for ``kl_weight="auto"``.
 _REFERENCE_N_FEATURES = 784
 _REFERENCE_KL_WEIGHT = 0.1
-_SAMPLE_BATCH_SIZE = 1024
 
 
 class ClusterDDPM(BaseDeepClusterer):
@@ -374,25 +370,15 @@ class ClusterDDPM(BaseDeepClusterer):
             not isinstance(n_steps, Integral) or isinstance(n_steps, bool) or n_steps < 1
         ):
             raise ValueError(f"n_steps must be None or a positive integer, got {n_steps!r}.")
-        random_state = check_random_state(self.random_state)
-        Z, y = self._sample_latents(n_samples, cluster, random_state)
-        device = self._inference_device()
-        schedule = self._schedule(device)
+        schedule = self._schedule(self._inference_device())
         shape = (self.n_features_in_,)
-        seed = int(random_state.randint(np.iinfo(np.int32).max))
-        self.denoiser_.eval()
-        generated = []
-        with local_torch_seed(seed), torch.inference_mode(), limited_torch_threads():
-            for start in range(0, len(Z), _SAMPLE_BATCH_SIZE):
-                z = torch.as_tensor(
-                    Z[start : start + _SAMPLE_BATCH_SIZE], dtype=torch.float32, device=device
-                )
-                if n_steps is None:
-                    x = ancestral_sample(self.denoiser_, z, schedule, shape, guidance)
-                else:
-                    x = ddim_sample(self.denoiser_, z, schedule, shape, n_steps, guidance)
-                generated.append(x.cpu().numpy())
-        return self._unscale(np.concatenate(generated)), y
+
+        def reverse_diffusion(z):
+            if n_steps is None:
+                return ancestral_sample(self.denoiser_, z, schedule, shape, guidance)
+            return ddim_sample(self.denoiser_, z, schedule, shape, n_steps, guidance)
+
+        return self._generate(n_samples, cluster, reverse_diffusion)
 
     def __getstate__(self):
         state = super().__getstate__()

@@ -4,7 +4,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
@@ -12,8 +11,6 @@ from torch import nn
 from ._base import BaseDeepClusterer
 from .losses import component_divergence, mixture_log_joint, reparameterize
 from .nn import ConvDecoder, ConvGaussianEncoder, GaussianEncoder, MLPDecoder
-
-_SAMPLE_BATCH_SIZE = 4096
 
 
 class StandardizedGaussianEncoder(nn.Module):
@@ -391,15 +388,4 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             Cluster of each sample, grouped as in
             :meth:`sklearn.mixture.GaussianMixture.sample`.
         """
-        random_state = check_random_state(self.random_state)
-        Z, y = self._sample_latents(n_samples, cluster, random_state)
-        device = self._inference_device()
-        self.decoder_.eval()
-        generated = []
-        with torch.inference_mode():
-            for start in range(0, len(Z), _SAMPLE_BATCH_SIZE):
-                z = torch.as_tensor(
-                    Z[start : start + _SAMPLE_BATCH_SIZE], dtype=torch.float32, device=device
-                )
-                generated.append(self.decoder_(z).cpu().numpy())
-        return self._unscale(np.concatenate(generated)), y
+        return self._generate(n_samples, cluster, self.decoder_)
