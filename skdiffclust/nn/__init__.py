@@ -1,6 +1,6 @@
 """Torch networks used by the estimators; no scikit-learn inside."""
 
-from .mlp import GaussianEncoder, MLPDecoder, MLPDenoiser
+from .mlp import GaussianEncoder, MLPDecoder, MLPDenoiser, StandardizedGaussianEncoder
 from .unet import ConditionalUNet, ConvDecoder, ConvGaussianEncoder
 
 __all__ = [
@@ -10,4 +10,5 @@ __all__ = [
     "GaussianEncoder",
     "MLPDecoder",
     "MLPDenoiser",
+    "StandardizedGaussianEncoder",
 ]
