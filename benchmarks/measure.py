@@ -119,10 +119,7 @@ def measure(method_name, dataset_name, seed, tiny=False):
     )
     return {
         **record,
-        "acc": clustering_accuracy(y, labels),
-        "nmi": normalized_mutual_info_score(y, labels),
-        "ari": adjusted_rand_score(y, labels),
-        "n_clusters_found": len(np.unique(labels)),
+        **clustering_scores(y, labels),
         "fit_seconds": fit_seconds,
         "predict_samples_per_second": throughput,
         "peak_rss_mb": peak,
@@ -161,6 +158,16 @@ def _context():
             # modules that are not installed are skipped silently.
             _CONTEXT.set_forkserver_preload([__name__, "skdiffclust", "umap", "mlxtend.data"])
     return _CONTEXT
+
+
+def clustering_scores(y_true, labels):
+    """ACC, NMI, ARI and the number of clusters found, keyed as in the CSV."""
+    return {
+        "acc": clustering_accuracy(y_true, labels),
+        "nmi": normalized_mutual_info_score(y_true, labels),
+        "ari": adjusted_rand_score(y_true, labels),
+        "n_clusters_found": len(np.unique(labels)),
+    }
 
 
 def run_isolated(method_name, dataset_name, seed, tiny=False, timeout=None, n_threads=None):

@@ -3,6 +3,8 @@
 import csv
 import math
 import shutil
+import time
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +35,10 @@ NUMERIC_COLUMNS = SCORES + [
     "peak_rss_mb",
     "fit_memory_mb",
 ]
+
+
+#: Where the benchmark scripts write their reports.
+RESULTS_DIR = Path(__file__).parent / "results"
 
 
 def write_csv(records, path):
@@ -236,3 +242,16 @@ def write_outputs(records, summary, directory, stem, latest_stem, markdown, titl
     for suffix, path in paths.items():
         shutil.copyfile(path, directory / f"{latest_stem}.{suffix}")
     return paths
+
+
+def save_markdown(markdown, kind, quick=False, out=None):
+    """Write a stand-alone Markdown report under ``benchmarks/results/``, named
+    by time and ``kind`` (or at ``out``), and say where."""
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = RESULTS_DIR / f"{stamp}-{kind}{'-quick' if quick else ''}.md"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown)
+    print(f"saved {out}")
+    return out

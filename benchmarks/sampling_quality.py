@@ -13,7 +13,6 @@ is printed as the ceiling). Speed is seconds per 1,000 generated samples.
 import argparse
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -23,7 +22,7 @@ from sklearn.neural_network import MLPClassifier
 from skdiffclust import ClusterDDPM
 from skdiffclust.metrics import clustering_accuracy
 
-RESULTS_DIR = Path(__file__).parent / "results"
+from .report import save_markdown
 
 
 def main(argv=None):
@@ -98,15 +97,7 @@ def main(argv=None):
         )
     markdown = "\n".join(lines) + "\n"
     print("\n" + markdown)
-    out = (
-        Path(args.out)
-        if args.out
-        else RESULTS_DIR
-        / (time.strftime("%Y%m%d-%H%M%S") + f"-sampling{'-quick' if args.quick else ''}.md")
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(markdown)
-    print(f"saved {out}")
+    save_markdown(markdown, "sampling", quick=args.quick, out=args.out)
 
 
 if __name__ == "__main__":

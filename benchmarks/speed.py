@@ -33,7 +33,6 @@ width 64. The table is printed as Markdown and saved under
 import argparse
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,7 +46,7 @@ from skdiffclust.diffusion import NoiseSchedule, ancestral_sample, ddim_sample
 from skdiffclust.nn import ConditionalUNet
 from skdiffclust.nn.unet import ResidualConvBlock, _Down
 
-RESULTS_DIR = Path(__file__).parent / "results"
+from .report import save_markdown
 
 
 # ----------------------------------------------------------------- helpers
@@ -524,15 +523,7 @@ def main(argv=None):
         "FlopCounterMode (matmuls and convolutions only).\n\n" + table.markdown() + "\n"
     )
     print("\n" + markdown)
-    out = (
-        Path(args.out)
-        if args.out
-        else RESULTS_DIR
-        / (time.strftime("%Y%m%d-%H%M%S") + f"-speed{'-quick' if quick else ''}.md")
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(markdown)
-    print(f"saved {out}")
+    save_markdown(markdown, "speed", quick=quick, out=args.out)
 
 
 if __name__ == "__main__":
