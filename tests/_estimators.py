@@ -8,7 +8,7 @@ Estimators append their own instances here.
 from skdiffclust import ClusterDDPM, DeepDPGMMClusterer
 
 #: Settings that keep ClusterDDPM fast: tiny networks, a short schedule.
-_DDPM_SMALL = dict(
+CLUSTER_DDPM_SMALL = dict(
     latent_dim=2,
     hidden_dims=(16,),
     n_timesteps=10,
@@ -21,10 +21,10 @@ _DDPM_SMALL = dict(
 )
 
 ESTIMATORS = [
-    ClusterDDPM(n_clusters=3, **_DDPM_SMALL),
+    ClusterDDPM(n_clusters=3, **CLUSTER_DDPM_SMALL),
     # U-Net backbone. The common checks fit data of 1 to 20 features, so each
     # row is a 1-pixel-high image whose width is inferred from n_features.
-    ClusterDDPM(n_clusters=3, image_shape=(1, 1, -1), unet_width=8, **_DDPM_SMALL),
+    ClusterDDPM(n_clusters=3, image_shape=(1, 1, -1), unet_width=8, **CLUSTER_DDPM_SMALL),
 ]
 
 

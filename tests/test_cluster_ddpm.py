@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from _estimators import CLUSTER_DDPM_SMALL as SMALL
 from scipy.stats import multivariate_normal
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_blobs
@@ -19,18 +20,6 @@ from skdiffclust.diffusion import (
     linear_beta_schedule,
 )
 from skdiffclust.losses import mixture_kl
-
-SMALL = dict(
-    latent_dim=2,
-    hidden_dims=(16,),
-    n_timesteps=10,
-    pretrain_epochs=3,
-    n_iter=2,
-    batch_size=32,
-    learning_rate=1e-2,
-    device="cpu",
-    random_state=0,
-)
 
 
 def _blobs(n_samples=60, n_features=4, random_state=0):
