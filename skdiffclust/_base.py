@@ -273,6 +273,11 @@ class BaseDeepClusterer(
     def _unscale(self, Xs):
         return Xs.astype(np.float64) / self._input_scale + self._input_offset
 
+    def _scaling_log_jacobian(self):
+        """``log |det d scale(X) / dX|``: added to a log-density of the scaled
+        data, it gives the log-density in the units of ``X``."""
+        return float(np.sum(np.log(self._input_scale)))
+
     # ------------------------------------------------------------- training
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
