@@ -168,10 +168,16 @@ class BaseDeepClusterer(
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "e_step_max_samples": [Interval(Integral, 1, None, closed="left"), None],
+        "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data"})],
         "warm_start": ["boolean"],
     }
 
     _network_names = ()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -534,9 +540,6 @@ class BaseDeepClusterer(
             chunk = torch.from_numpy(self._scale(X[start : start + INFERENCE_BATCH_SIZE]))
             yield self._encode_mean(chunk.to(device))
 
-    def _latent(self, X):
-        return np.concatenate(list(self._latent_chunks(X)))
-
     def _inference_device(self):
         device = getattr(self, "_device", torch.device("cpu"))
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -559,9 +562,12 @@ class BaseDeepClusterer(
 
         Returns
         -------
-        Z : ndarray of shape (n_samples, latent_dim)
+        Z : ndarray of shape (n_samples, latent_dim), dtype float32
+            The networks compute in float32; a wider type would only pretend
+            to a precision they do not have (the last bits depend on the batch
+            the row was encoded in).
         """
-        return self._latent(X)
+        return np.concatenate([Z.astype(np.float32) for Z in self._latent_chunks(X)])
 
     def predict(self, X):
         """Cluster of each sample: the mixture posterior's argmax at the latent mean.

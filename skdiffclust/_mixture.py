@@ -78,10 +78,12 @@ def make_mixture(
     mean_precision_prior=None,
     covariance_prior=None,
     degrees_of_freedom_prior=None,
+    init_params="kmeans",
 ):
     """A warm-startable ``BayesianGaussianMixture`` for the latent space.
 
-    The priors left to None take scikit-learn's data-dependent defaults.
+    The priors left to None take scikit-learn's data-dependent defaults;
+    ``init_params`` is passed on (see the estimators' parameter of that name).
     """
     return BayesianGaussianMixture(
         n_components=n_components,
@@ -91,7 +93,7 @@ def make_mixture(
         mean_precision_prior=mean_precision_prior,
         covariance_prior=covariance_prior,
         degrees_of_freedom_prior=degrees_of_freedom_prior,
-        init_params="kmeans",
+        init_params=init_params,
         max_iter=max_iter,
         reg_covar=1e-5,
         warm_start=True,
