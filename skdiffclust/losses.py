@@ -136,24 +136,14 @@ def mixture_kl(z, mean, log_var, mixture):
     """
     gamma = torch.softmax(mixture_log_joint(z, mixture), dim=1) + 1e-10
     gamma = gamma / gamma.sum(dim=1, keepdim=True)
-    var = torch.exp(log_var)
-    diff = mean[:, None, :] - mixture.means[None]
+    # E_q[-log N(z; m_k, S_k)] = -log N(mean; m_k, S_k) + tr(S_k^-1 diag var) / 2.
     if mixture.covariance_type == "diag":
-        precisions = mixture.precisions_cholesky**2  # (K, d)
-        mahalanobis = torch.sum(diff**2 * precisions[None], dim=-1)
-        trace = var @ precisions.T  # (n, K)
+        precision_diagonals = mixture.precisions_cholesky**2  # (K, d)
     else:
-        projected = torch.einsum("nkd,kde->nke", diff, mixture.precisions_cholesky)
-        mahalanobis = torch.sum(projected**2, dim=-1)
-        precision_diag = torch.sum(mixture.precisions_cholesky**2, dim=-1)  # (K, d)
-        trace = var @ precision_diag.T
-    n_dims = mean.shape[1]
-    cross_entropy = 0.5 * (
-        n_dims * _LOG_2PI - 2.0 * mixture.log_det_precisions_cholesky + trace + mahalanobis
-    )
+        # precision = L L^T, whose diagonal holds the squared norms of L's rows.
+        precision_diagonals = torch.sum(mixture.precisions_cholesky**2, dim=-1)
+    trace = torch.exp(log_var) @ precision_diagonals.T  # (n, K)
+    log_joint_at_mean = mixture_log_joint(mean, mixture)  # log pi_k + log N(mean; m_k, S_k)
     entropy_q = 0.5 * torch.sum(1.0 + _LOG_2PI + log_var, dim=1)
-    return (
-        torch.sum(gamma * cross_entropy, dim=1)
-        - torch.sum(gamma * (mixture.log_weights - torch.log(gamma)), dim=1)
-        - entropy_q
-    )
+    per_component = 0.5 * trace - log_joint_at_mean + torch.log(gamma)
+    return torch.sum(gamma * per_component, dim=1) - entropy_q
