@@ -401,18 +401,21 @@ class BaseDeepClusterer(
                 start,
                 n_clusters=history["n_clusters"][-1],
             )
-            progress["checkpoint"] = self._checkpoint(mixture, history)
             if self._latent_collapsed(history["latent_scale"]):
+                # Keep the last checkpoint: the state before the collapse.
+                kept = len(progress["checkpoint"]["history"]["loss"])
                 warnings.warn(
                     f"{type(self).__name__}: the latent codes collapsed during EM "
                     f"iteration {iteration + 1} (their spread fell below "
                     f"{self._collapse_ratio:.0%} of its value after pretraining); "
-                    "training stopped there. Lower kl_weight or em_learning_rate, "
+                    f"training stopped and the estimator keeps its state after "
+                    f"{kept} EM iterations. Lower kl_weight or em_learning_rate, "
                     "or use fewer n_iter.",
                     ConvergenceWarning,
                     stacklevel=4,
                 )
                 break
+            progress["checkpoint"] = self._checkpoint(mixture, history)
         self._restore(progress["checkpoint"], Xs, device)
 
     #: Variational iterations of each warm-started E-step refit.

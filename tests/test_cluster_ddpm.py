@@ -275,6 +275,21 @@ def test_kl_weight_auto_scales_with_the_data_dimension(fitted):
     assert on_digits._effective_kl_weight() == 0.5
 
 
+def test_timestep_skew_auto_grows_with_the_data_dimension(fitted):
+    model, X = fitted
+    # Few features: never below uniform sampling.
+    assert X.shape[1] < 64 / 9
+    assert model._effective_timestep_skew() == 1.0
+    digits = _digit_images(30)[0].reshape(30, -1)
+    params = {**SMALL, "pretrain_epochs": 1, "n_iter": 0}
+    on_digits = ClusterDDPM(n_clusters=3, **params).fit(digits)
+    assert on_digits._effective_timestep_skew() == pytest.approx(3.0)
+    on_mnist_sized = ClusterDDPM(n_clusters=3, **params).fit(np.tile(digits, (1, 49))[:, :784])
+    assert on_mnist_sized._effective_timestep_skew() == pytest.approx(10.5)
+    on_digits.set_params(timestep_skew=2.0)
+    assert on_digits._effective_timestep_skew() == 2.0
+
+
 # ------------------------------------------------------- EM safeguards
 def test_latent_collapse_stops_em_with_a_warning(monkeypatch):
     X, _ = _blobs()
@@ -286,10 +301,12 @@ def test_latent_collapse_stops_em_with_a_warning(monkeypatch):
         "_latent_collapsed",
         lambda self, latent_scale: next(scales) < self._collapse_ratio,
     )
-    with pytest.warns(ConvergenceWarning, match="latent codes collapsed during EM iteration"):
+    with pytest.warns(ConvergenceWarning, match="collapsed during EM iteration 3 .* after 2 EM"):
         model.fit(X)
-    # Iterations 1 and 2 keep at least 25% of the spread; iteration 3 stops the fit.
-    assert len(model.history_["loss"]) == 3
+    # Iterations 1 and 2 keep at least 25% of the spread; iteration 3 stops the
+    # fit, and the estimator is left as after iteration 2.
+    assert len(model.history_["loss"]) == 2
+    assert len(model.history_["latent_scale"]) == 3
     assert model.labels_.shape == (X.shape[0],)
 
 
