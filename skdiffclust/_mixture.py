@@ -21,7 +21,7 @@ FULL_FIT_MAX_ITER = 200
 
 @dataclass
 class TorchMixture:
-    """Parameters of a fitted Gaussian mixture as torch tensors (float32).
+    """Parameters of a fitted Gaussian mixture as torch tensors (float32 by default).
 
     ``precisions_cholesky`` has shape (K, d) for ``"diag"`` (``1 / sqrt(var)``)
     and (K, d, d) for ``"full"`` (``precision = L L^T``), as in scikit-learn.
@@ -34,7 +34,7 @@ class TorchMixture:
     log_det_precisions_cholesky: torch.Tensor
 
     @classmethod
-    def from_sklearn(cls, mixture, device, components=None):
+    def from_sklearn(cls, mixture, device, components=None, dtype=torch.float32):
         """Build from a fitted sklearn mixture, optionally keeping some components."""
         keep = slice(None) if components is None else np.asarray(components)
         weights = mixture.weights_[keep]
@@ -47,7 +47,7 @@ class TorchMixture:
             raise ValueError(f"Unsupported covariance_type {mixture.covariance_type!r}.")
 
         def as_tensor(a):
-            return torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)
+            return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
 
         return cls(
             covariance_type=mixture.covariance_type,

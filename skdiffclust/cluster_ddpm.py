@@ -1,7 +1,6 @@
 """ClusterDDPM: EM clustering with a conditional denoising diffusion model."""
 
 import copy
-import dataclasses
 import hashlib
 from numbers import Integral, Real
 
@@ -36,17 +35,6 @@ _REFERENCE_SKEW_N_FEATURES = 64
 #: row per sampled timestep), and input values per pass, for large images.
 _SCORE_PASS_ROWS = 8192
 _SCORE_PASS_VALUES = 2**21
-
-
-def _float64_mixture(mixture, device):
-    """:class:`TorchMixture` of a fitted mixture, in float64 (for the ELBO)."""
-    torch_mixture = TorchMixture.from_sklearn(mixture, device)
-    tensors = {
-        field.name: getattr(torch_mixture, field.name).double()
-        for field in dataclasses.fields(torch_mixture)
-        if field.name != "covariance_type"
-    }
-    return dataclasses.replace(torch_mixture, **tensors)
 
 
 def _row_noise(Xs, seed, latent_dim, n_steps, n_passes):
@@ -468,7 +456,7 @@ class ClusterDDPM(BaseDeepClusterer):
         X = self._validate_X(X, reset=False)
         device = self._inference_device()
         schedule = self._schedule(device)
-        mixture = _float64_mixture(self.mixture_, device)
+        mixture = TorchMixture.from_sklearn(self.mixture_, device, dtype=torch.float64)
         n_steps = min(self._score_n_timesteps, self.n_timesteps - 1)
         n_passes = n_steps + self._score_n_decoder_draws
         pass_rows = min(_SCORE_PASS_ROWS, _SCORE_PASS_VALUES // X.shape[1])

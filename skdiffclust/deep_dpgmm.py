@@ -102,9 +102,9 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         ``latent_dim`` too.
 
     pretrain_epochs : int, default=150
-        Epochs of the plain reconstruction loss before the first E-step. The
-        autoencoder is small, so this is cheap (about 6 s on digits, 60 s on
-        5,000 MNIST images on 2 CPU cores), and it paid: a 10-component GMM on
+        Epochs of the plain reconstruction loss before the first E-step. They
+        take most of the fit time (about 12 of 15 s on digits and 75 of 93 s
+        on 5,000 MNIST images, one CPU thread), and they paid: a 10-component GMM on
         the pretrained latent of digits scored 0.756 after 50 epochs and 0.787
         after 150.
 
@@ -208,7 +208,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
 
     Known limitation (measured on digits and MNIST-5k, seeds 0 to 2). The
     number of clusters is mostly decided by the first E-step on the pretrained
-    latent, and it depends on the seed: 9, 13 and 13 on digits, 16 to 18 on
+    latent, and it depends on the seed: 9, 13 and 13 on digits, 16 to 20 on
     MNIST-5k. The clustering loss merges clusters during training only when it
     weighs more, and then it overshoots (``clustering_weight=2``: 8, 5 and 11
     clusters on digits). With ``init_params="kmeans"`` and ``cluster_scale=0.1``
