@@ -2,8 +2,11 @@
 
 Each entry is an unfitted estimator with tiny networks and few epochs, so that
 the whole of ``test_common.py`` runs in a few minutes on two CPU cores.
-Estimators append their own instances here.
+Estimators append their own instances here. :func:`blobs` is the small data
+set the test files share.
 """
+
+from sklearn.datasets import make_blobs
 
 from skdiffclust import ClusterDDPM, DeepDPGMMClusterer
 
@@ -49,3 +52,14 @@ _DPGMM_SMALL = dict(
 )
 
 ESTIMATORS.append(DeepDPGMMClusterer(**_DPGMM_SMALL))
+
+
+def blobs(n_samples=60, n_features=4, random_state=0):
+    """Three tight blobs, ``(X, y)``: small data every test file fits on."""
+    return make_blobs(
+        n_samples=n_samples,
+        n_features=n_features,
+        centers=3,
+        cluster_std=0.5,
+        random_state=random_state,
+    )

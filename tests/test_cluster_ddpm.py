@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 from _estimators import CLUSTER_DDPM_SMALL as SMALL
+from _estimators import blobs
 from scipy.stats import multivariate_normal
 from sklearn.base import clone
-from sklearn.datasets import load_digits, make_blobs
+from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
@@ -22,19 +23,9 @@ from skdiffclust.diffusion import (
 from skdiffclust.losses import mixture_kl
 
 
-def _blobs(n_samples=60, n_features=4, random_state=0):
-    return make_blobs(
-        n_samples=n_samples,
-        n_features=n_features,
-        centers=3,
-        cluster_std=0.5,
-        random_state=random_state,
-    )
-
-
 @pytest.fixture(scope="module")
 def fitted():
-    X, _ = _blobs()
+    X, _ = blobs()
     return ClusterDDPM(n_clusters=3, **SMALL).fit(X), X
 
 
@@ -197,7 +188,7 @@ def test_sample_bad_arguments(fitted, kwargs, match):
 
 
 def test_sample_in_units_of_the_data():
-    X, _ = _blobs()
+    X, _ = blobs()
     X = X * 10 + 100
     model = ClusterDDPM(n_clusters=3, **SMALL).fit(X)
     X_new, _ = model.sample(50, n_steps=5)
@@ -250,7 +241,7 @@ def test_unet_width_must_be_a_multiple_of_8():
 @pytest.mark.parametrize("random_state", [0, 1])
 def test_unscaled_data_is_clustered(random_state):
     # Blobs around 100, as in scikit-learn's check_fit_idempotent.
-    X, y = _blobs(n_samples=90, random_state=random_state)
+    X, y = blobs(n_samples=90, random_state=random_state)
     X = X + 100
     params = {**SMALL, "random_state": random_state}
     labels = ClusterDDPM(n_clusters=3, **params).fit_predict(X)
@@ -292,7 +283,7 @@ def test_timestep_skew_auto_grows_with_the_data_dimension(fitted):
 
 # ------------------------------------------------------- EM safeguards
 def test_latent_collapse_stops_em_with_a_warning(monkeypatch):
-    X, _ = _blobs()
+    X, _ = blobs()
     model = ClusterDDPM(n_clusters=3, **{**SMALL, "n_iter": 5})
     # The spread relative to pretraining after each EM iteration: a collapse.
     scales = iter([1.0, 0.5, 0.2, 0.1, 0.05])

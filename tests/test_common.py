@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from _estimators import ESTIMATORS, estimator_id
+from _estimators import ESTIMATORS, blobs, estimator_id
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.base import clone
-from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score, make_scorer
 from sklearn.model_selection import GridSearchCV
@@ -41,17 +40,6 @@ estimators = pytest.mark.parametrize(
 )
 
 
-def _blobs(n_samples=60, n_features=4, random_state=0):
-    X, y = make_blobs(
-        n_samples=n_samples,
-        n_features=n_features,
-        centers=3,
-        cluster_std=0.5,
-        random_state=random_state,
-    )
-    return X, y
-
-
 def _n_clusters_param(estimator):
     params = estimator.get_params()
     return "n_clusters" if "n_clusters" in params else "n_components"
@@ -61,10 +49,10 @@ _FITTED = {}
 
 
 def _fitted(estimator):
-    """A fitted copy of ``estimator`` on ``_blobs()``, cached per estimator."""
+    """A fitted copy of ``estimator`` on ``blobs()``, cached per estimator."""
     key = estimator_id(estimator), repr(estimator)
     if key not in _FITTED:
-        _FITTED[key] = clone(estimator).fit(_blobs()[0])
+        _FITTED[key] = clone(estimator).fit(blobs()[0])
     return pickle.loads(pickle.dumps(_FITTED[key]))
 
 
@@ -104,7 +92,7 @@ def test_expected_failed_checks_have_reasons():
 
 @estimators
 def test_pipeline_with_standard_scaler(estimator):
-    X, _ = _blobs()
+    X, _ = blobs()
     X = X * 50 + 100
     pipe = make_pipeline(StandardScaler(), clone(estimator)).fit(X)
     alone = clone(estimator).fit(StandardScaler().fit_transform(X))
@@ -115,7 +103,7 @@ def test_pipeline_with_standard_scaler(estimator):
 
 @estimators
 def test_grid_search_same_result_with_one_and_two_jobs(estimator):
-    X, y = _blobs(n_samples=90)
+    X, y = blobs(n_samples=90)
     grid = {"learning_rate": [1e-2, 1e-3]}
     scorer = make_scorer(adjusted_rand_score)
     searches = [
@@ -133,7 +121,7 @@ def test_grid_search_same_result_with_one_and_two_jobs(estimator):
 # ----------------------------------------------------- reproducibility, state
 @estimators
 def test_same_random_state_same_model(estimator):
-    X, _ = _blobs()
+    X, _ = blobs()
     first = clone(estimator).fit(X)
     second = clone(estimator).fit(X)
     np.testing.assert_array_equal(first.labels_, second.labels_)
@@ -145,7 +133,7 @@ def test_same_random_state_same_model(estimator):
 @estimators
 @pytest.mark.parametrize("random_state", [0, None])
 def test_global_rng_untouched(estimator, random_state):
-    X, _ = _blobs()
+    X, _ = blobs()
     np_state = np.random.get_state()
     torch_state = torch.get_rng_state()
     model = clone(estimator).set_params(random_state=random_state).fit(X)
@@ -177,7 +165,7 @@ def _joblib_round_trip(model, tmp_path):
 @estimators
 @pytest.mark.parametrize("method", ["pickle", "joblib"])
 def test_persistence_round_trip(estimator, method, tmp_path):
-    X, _ = _blobs()
+    X, _ = blobs()
     model = _fitted(estimator)
     restored = (
         _pickle_round_trip(model) if method == "pickle" else _joblib_round_trip(model, tmp_path)
@@ -194,7 +182,7 @@ def test_persistence_round_trip(estimator, method, tmp_path):
 
 @estimators
 def test_clone_gives_the_same_model(estimator):
-    X, _ = _blobs()
+    X, _ = blobs()
     model = _fitted(estimator)
     unfitted = clone(model)
     with pytest.raises(NotFittedError):
@@ -215,7 +203,7 @@ _TORCH_SAVE = torch.save
 @estimators
 @pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a CPU-only machine")
 def test_cuda_saved_model_loads_on_cpu(estimator, monkeypatch):
-    X, _ = _blobs()
+    X, _ = blobs()
     model = _fitted(estimator)
     with monkeypatch.context() as patch:
         patch.setattr(torch, "save", _save_as_cuda)
@@ -235,7 +223,7 @@ def test_cuda_saved_model_loads_on_cpu(estimator, monkeypatch):
 @estimators
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_trained_model_pickles_to_cpu(estimator):  # pragma: no cover - GPU only
-    X, _ = _blobs()
+    X, _ = blobs()
     model = clone(estimator).set_params(device="cuda").fit(X)
     state = model.__getstate__()
     for name in model._network_names:
@@ -296,7 +284,7 @@ BAD_X = {
 @pytest.mark.parametrize("case", list(BAD_X))
 def test_bad_input_gives_clear_error(estimator, case, monkeypatch):
     make_bad, error, match = BAD_X[case]
-    X, _ = _blobs()
+    X, _ = blobs()
     bad = make_bad(X)
     model = clone(estimator)
     _assert_no_training(monkeypatch, model)
@@ -307,7 +295,7 @@ def test_bad_input_gives_clear_error(estimator, case, monkeypatch):
 
 @estimators
 def test_constant_features_are_fine(estimator):
-    X, y = _blobs()
+    X, y = blobs()
     X = np.hstack([X, np.full((len(X), 2), 7.0)])
     for scaling in ("global", "feature", None):
         labels = clone(estimator).set_params(scaling=scaling).fit_predict(X)
@@ -316,7 +304,7 @@ def test_constant_features_are_fine(estimator):
 
 @estimators
 def test_fewer_samples_than_clusters(estimator, monkeypatch):
-    X, _ = _blobs()
+    X, _ = blobs()
     name = _n_clusters_param(estimator)
     model = clone(estimator).set_params(**{name: 5})
     _assert_no_training(monkeypatch, model)
@@ -326,7 +314,7 @@ def test_fewer_samples_than_clusters(estimator, monkeypatch):
 
 @estimators
 def test_image_shape_not_matching_n_features(estimator, monkeypatch):
-    X, _ = _blobs()
+    X, _ = blobs()
     model = clone(estimator).set_params(image_shape=(1, 3, 3))
     _assert_no_training(monkeypatch, model)
     with pytest.raises(ValueError, match=r"image_shape=\(1, 3, 3\) does not match X's 4 features"):
@@ -339,7 +327,7 @@ def test_image_shape_not_matching_n_features(estimator, monkeypatch):
 @estimators
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "transform"])
 def test_predict_with_other_n_features(estimator, method):
-    X, _ = _blobs()
+    X, _ = blobs()
     model = _fitted(estimator)
     with pytest.raises(ValueError, match="X has 3 features, but .* is expecting 4 features"):
         getattr(model, method)(X[:, :3])
@@ -374,7 +362,7 @@ BAD_PARAMS = [
 
 @pytest.mark.parametrize("estimator, params, match", BAD_PARAMS)
 def test_bad_parameters(estimator, params, match, monkeypatch):
-    X, _ = _blobs()
+    X, _ = blobs()
     model = clone(estimator).set_params(**params)
     _assert_no_training(monkeypatch, model)
     with pytest.raises(ValueError, match=match):
@@ -412,7 +400,7 @@ def test_extreme_magnitudes_fit_or_fail_clearly(estimator, X, exponent):
 # ------------------------------------------------------------------ divergence
 @estimators
 def test_divergence_on_first_fit_leaves_estimator_unfitted(estimator):
-    X, _ = _blobs()
+    X, _ = blobs()
     model = clone(estimator).set_params(learning_rate=1e6)
     before = dict(vars(model))
     with pytest.raises(TrainingDivergedError, match="Training diverged.*Lower the learning rate"):
@@ -425,7 +413,7 @@ def test_divergence_on_first_fit_leaves_estimator_unfitted(estimator):
 @estimators
 @pytest.mark.parametrize("warm_start", [False, True])
 def test_divergence_on_refit_leaves_estimator_as_before(estimator, warm_start):
-    X, _ = _blobs()
+    X, _ = blobs()
     model = _fitted(estimator)
     expected = _outputs(model, X)
     history = model.history_
@@ -464,7 +452,7 @@ def _batches_per_epoch(model, n_samples):
 
 @estimators
 def test_interrupt_during_pretraining_leaves_estimator_unfitted(estimator, monkeypatch):
-    X, _ = _blobs()
+    X, _ = blobs()
     model = clone(estimator)
     before = dict(vars(model))
     cls = type(model)
@@ -478,7 +466,7 @@ def test_interrupt_during_pretraining_leaves_estimator_unfitted(estimator, monke
 
 @estimators
 def test_interrupt_keeps_last_iteration_and_warm_start_continues(estimator, monkeypatch):
-    X, _ = _blobs()
+    X, _ = blobs()
     model = clone(estimator).set_params(n_iter=3)
     cls = type(model)
     per_epoch = _batches_per_epoch(model, len(X))
@@ -507,7 +495,7 @@ def test_interrupt_keeps_last_iteration_and_warm_start_continues(estimator, monk
 def test_interrupt_during_e_step_is_never_half_written(estimator, monkeypatch):
     import skdiffclust._base as base
 
-    X, _ = _blobs()
+    X, _ = blobs()
     model = clone(estimator)
     # The first E-step follows pretraining; interrupt the second one, which
     # refits the mixture after the first network step.
@@ -524,7 +512,7 @@ def test_interrupt_during_e_step_is_never_half_written(estimator, monkeypatch):
 def test_predict_and_transform_on_a_million_rows(estimator):
     if estimator.get_params().get("image_shape") is not None:
         pytest.skip("the batching is shared; the MLP instance keeps this test fast")
-    X, _ = _blobs()
+    X, _ = blobs()
     model = _fitted(estimator)
     rng = np.random.RandomState(0)
     X_big = X[rng.randint(len(X), size=1_000_000)] + 0.01 * rng.standard_normal((1_000_000, 4))
@@ -553,7 +541,7 @@ def test_predict_and_transform_on_a_million_rows(estimator):
 # --------------------------------------------------------------------- verbose
 @estimators
 def test_verbose_reports_every_epoch(estimator, capsys):
-    X, _ = _blobs()
+    X, _ = blobs()
     clone(estimator).set_params(verbose=1).fit(X)
     lines = capsys.readouterr().out.splitlines()
     name = type(estimator).__name__
@@ -569,7 +557,7 @@ def test_verbose_reports_every_epoch(estimator, capsys):
 def test_e_step_on_a_subsample(estimator, monkeypatch):
     from skdiffclust import _base
 
-    X, y = _blobs(n_samples=90)
+    X, y = blobs(n_samples=90)
     fitted_sizes = []
     fit_mixture = _base.fit_mixture
 
@@ -591,7 +579,7 @@ def test_e_step_on_a_subsample(estimator, monkeypatch):
 
 @estimators
 def test_e_step_subsample_smaller_than_the_mixture_is_rejected(estimator):
-    X, _ = _blobs()
+    X, _ = blobs()
     n_components = estimator._mixture_params()["n_components"]
     model = clone(estimator).set_params(e_step_max_samples=n_components - 1)
     with pytest.raises(ValueError, match="e_step_max_samples=.* should be >= the number"):

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 from _estimators import CLUSTER_DDPM_SMALL as SMALL
+from _estimators import blobs
 from sklearn.base import clone
-from sklearn.datasets import load_digits, make_blobs
+from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 
 from skdiffclust import ClusterDDPM
@@ -18,20 +19,9 @@ from skdiffclust.diffusion import (
 from skdiffclust.losses import gaussian_kl
 
 
-def _blobs(n_samples=60, n_features=4, random_state=0):
-    X, _ = make_blobs(
-        n_samples=n_samples,
-        n_features=n_features,
-        centers=3,
-        cluster_std=0.5,
-        random_state=random_state,
-    )
-    return X
-
-
 @pytest.fixture(scope="module")
 def fitted():
-    X = _blobs()
+    X, _ = blobs()
     return ClusterDDPM(n_clusters=3, **SMALL).fit(X), X
 
 
@@ -137,7 +127,7 @@ def test_training_data_scores_higher_than_uniform_noise():
     # 40 features: the advantage of clustered data over noise grows with the
     # dimension, and the mismatch of q(z|x) to the mixture does not (across
     # seeds 0-4 the means differ by 52 to 77 nats).
-    X = _blobs(n_samples=150, n_features=40)
+    X, _ = blobs(n_samples=150, n_features=40)
     params = {**SMALL, "hidden_dims": (32,), "n_timesteps": 50, "pretrain_epochs": 20, "n_iter": 5}
     model = ClusterDDPM(n_clusters=3, **params).fit(X)
     noise = np.random.RandomState(0).uniform(X.min(0), X.max(0), size=X.shape)
