@@ -168,7 +168,7 @@ class BaseDeepClusterer(
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "e_step_max_samples": [Interval(Integral, 1, None, closed="left"), None],
-        "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data"})],
+        "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data", "ward"})],
         "warm_start": ["boolean"],
     }
 

@@ -12,11 +12,57 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.base import clone
+from sklearn.cluster import AgglomerativeClustering
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import pairwise_distances_argmin
 from sklearn.mixture import BayesianGaussianMixture
+from sklearn.utils._param_validation import StrOptions
 
 #: Variational iterations of a full (not warm-started) mixture fit.
 FULL_FIT_MAX_ITER = 200
+
+
+#: Ward's linkage needs memory quadratic in the number of rows: above this many
+#: latent codes, the initial partition is computed on a random subset of them.
+WARD_MAX_SAMPLES = 5000
+
+
+def ward_labels(Z, n_clusters, random_state):
+    """Partition ``Z`` into ``n_clusters`` by Ward's agglomerative clustering.
+
+    Above :data:`WARD_MAX_SAMPLES` rows, the tree is built on a random subset
+    and every row goes to the nearest centroid of the subset's clusters.
+    """
+    if len(Z) <= WARD_MAX_SAMPLES:
+        return AgglomerativeClustering(n_clusters, linkage="ward").fit_predict(Z)
+    subset = Z[random_state.choice(len(Z), WARD_MAX_SAMPLES, replace=False)]
+    subset_labels = AgglomerativeClustering(n_clusters, linkage="ward").fit_predict(subset)
+    centroids = np.stack([subset[subset_labels == k].mean(axis=0) for k in range(n_clusters)])
+    return pairwise_distances_argmin(Z, centroids)
+
+
+class LatentMixture(BayesianGaussianMixture):
+    """:class:`~sklearn.mixture.BayesianGaussianMixture` that can also start
+    from Ward's agglomerative clustering (``init_params="ward"``).
+
+    On the latent codes of the deep clusterers, the mixture's variational fit
+    stops in the local optimum nearest to its start, and a better likelihood
+    does not mean a better clustering: Ward's tree follows the local structure
+    of the codes, where k-means (or random starts) cut across it.
+    """
+
+    _parameter_constraints = {
+        **BayesianGaussianMixture._parameter_constraints,
+        "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data", "ward"})],
+    }
+
+    def _initialize_parameters(self, X, random_state, *args, **kwargs):
+        if self.init_params != "ward":
+            return super()._initialize_parameters(X, random_state, *args, **kwargs)
+        labels = ward_labels(X, self.n_components, random_state)
+        resp = np.zeros((len(X), self.n_components), dtype=X.dtype)
+        resp[np.arange(len(X)), labels] = 1
+        self._initialize(X, resp)
 
 
 @dataclass
@@ -85,7 +131,7 @@ def make_mixture(
     The priors left to None take scikit-learn's data-dependent defaults;
     ``init_params`` is passed on (see the estimators' parameter of that name).
     """
-    return BayesianGaussianMixture(
+    return LatentMixture(
         n_components=n_components,
         covariance_type=covariance_type,
         weight_concentration_prior_type=weight_concentration_prior_type,

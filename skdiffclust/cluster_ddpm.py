@@ -141,15 +141,27 @@ class ClusterDDPM(BaseDeepClusterer):
     weight_concentration_prior : float, default=None
         Concentration of the weight prior; None means ``1 / n_clusters``.
 
-    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, \
-            default="kmeans"
-        How the first E-step's mixture is initialised, see
-        :class:`~sklearn.mixture.BayesianGaussianMixture`. On the pretrained
-        latents of digits, k-means scored best (mean accuracy over 6 starts
-        0.78 to 0.83 per seed, against 0.73 for ``"random"``).
+    init_params : {"ward", "kmeans", "k-means++", "random", \
+            "random_from_data"}, default="ward"
+        How the first E-step's mixture is initialised. ``"ward"`` starts from
+        Ward's agglomerative clustering of the latent means (on a random subset
+        of 5,000 of them for larger data); the others are those of
+        :class:`~sklearn.mixture.BayesianGaussianMixture`. The mixture's fit
+        ends in the local optimum nearest its start, and on the pretrained
+        codes the optimum with the best likelihood is not the best clustering:
+        started from the true classes, a full-covariance mixture on
+        DeepDPGMMClusterer's codes of digits kept 0.954 accuracy, 10 random
+        starts found a better likelihood at 0.831. Ward's tree follows the
+        local structure of the codes; on digits (seeds 0 to 5, 30 pretraining
+        epochs) it gave a mean accuracy of 0.842, against 0.809 for k-means,
+        and raised the worst seed from 0.736 to 0.816.
 
-    pretrain_epochs : int, default=30
-        Epochs of the plain denoising loss before the first E-step.
+    pretrain_epochs : int, default=100
+        Epochs of the plain denoising loss before the first E-step. On digits
+        (Ward start, seeds 0 to 5) 100 epochs gave a mean accuracy of 0.848,
+        against 0.842 for 30; on MNIST-5k, a 10-NN classifier on the
+        pretrained codes scored 0.92 after 100 epochs and 0.83 after 30. They
+        take most of the fit time.
 
     n_iter : int, default=30
         EM iterations, each one epoch of the M-step then an E-step.
@@ -288,8 +300,8 @@ class ClusterDDPM(BaseDeepClusterer):
         covariance_type="full",
         weight_concentration_prior_type="dirichlet_distribution",
         weight_concentration_prior=None,
-        init_params="kmeans",
-        pretrain_epochs=30,
+        init_params="ward",
+        pretrain_epochs=100,
         n_iter=30,
         batch_size=128,
         learning_rate=1e-3,
