@@ -245,6 +245,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         "clustering_weight": [Interval(Real, 0, None, closed="left")],
         "weight_concentration_prior": [None, Interval(Real, 0, None, closed="neither")],
         "cluster_scale": [Interval(Real, 0, None, closed="neither")],
+        "covariance_type": [StrOptions({"diag", "full"})],
     }
 
     _network_names = ("encoder", "decoder")
@@ -262,8 +263,9 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         assignment="hard",
         clustering_weight=1.0,
         weight_concentration_prior=None,
-        init_params="random",
-        cluster_scale=1.0,
+        init_params="ward",
+        cluster_scale=1.7,
+        covariance_type="full",
         pretrain_epochs=150,
         n_iter=30,
         batch_size=128,
@@ -287,6 +289,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         self.weight_concentration_prior = weight_concentration_prior
         self.init_params = init_params
         self.cluster_scale = cluster_scale
+        self.covariance_type = covariance_type
         self.pretrain_epochs = pretrain_epochs
         self.n_iter = n_iter
         self.batch_size = batch_size
@@ -327,13 +330,18 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         # scikit-learn's diagonal covariance estimate is
         # (covariance_prior + n_k S_k) / (degrees_of_freedom_prior + n_k), so this
         # prior acts as latent_dim pseudo-samples of variance cluster_scale**2.
+        prior_variance = self.latent_dim * self.cluster_scale**2
+        if self.covariance_type == "diag":
+            covariance_prior = np.full(self.latent_dim, prior_variance)
+        else:
+            covariance_prior = prior_variance * np.eye(self.latent_dim)
         return {
             "n_components": self.n_components,
-            "covariance_type": "diag",
+            "covariance_type": self.covariance_type,
             "weight_concentration_prior_type": "dirichlet_process",
             "weight_concentration_prior": concentration,
             "init_params": self.init_params,
-            "covariance_prior": np.full(self.latent_dim, self.latent_dim * self.cluster_scale**2),
+            "covariance_prior": covariance_prior,
             "degrees_of_freedom_prior": float(self.latent_dim),
         }
 
