@@ -500,7 +500,10 @@ def main(argv=None):
             seconds,
             "s",
             load=load,
-            note=f"ACC {acc:.3f}; pretrain 30 + 30 EM epochs",
+            note=(
+                f"ACC {acc:.3f}; pretrain {fitted.pretrain_epochs} + "
+                f"{len(fitted.history_['loss'])} EM epochs"
+            ),
         )
 
     if args.accuracy:
