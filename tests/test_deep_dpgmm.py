@@ -136,7 +136,13 @@ def test_component_divergence_matches_pairwise_formulas():
     torch.testing.assert_close(kl[4, 3], gaussian_kl(mean[4], var[4], comp_means[3], comp_vars[3]))
 
 
-def test_finds_the_number_of_well_separated_blobs():
+@pytest.mark.parametrize(
+    "covariance_type, init_params, cluster_scale",
+    # The defaults, Ward with the method's diagonal covariances, and the
+    # previous defaults.
+    [("full", "ward", 1.7), ("diag", "ward", 1.7), ("diag", "random", 1.0)],
+)
+def test_finds_the_number_of_well_separated_blobs(covariance_type, init_params, cluster_scale):
     X, y = make_blobs(
         n_samples=400,
         centers=4,
@@ -151,13 +157,25 @@ def test_finds_the_number_of_well_separated_blobs():
         hidden_dims=(64,),
         pretrain_epochs=30,
         n_iter=10,
+        covariance_type=covariance_type,
+        init_params=init_params,
+        cluster_scale=cluster_scale,
         device="cpu",
         random_state=0,
     ).fit(X)
+    assert model.mixture_.covariance_type == covariance_type
     assert model.n_clusters_ == 4
     assert adjusted_rand_score(y, model.labels_) > 0.95
     history = model.n_clusters_history_
     assert len(history) == model.n_iter + 1 and history[-1] == model.n_clusters_
+
+
+def test_covariance_prior_follows_cluster_scale():
+    for covariance_type, expected in [("diag", np.full(3, 12.0)), ("full", 12.0 * np.eye(3))]:
+        model = DeepDPGMMClusterer(latent_dim=3, cluster_scale=2.0, covariance_type=covariance_type)
+        params = model._mixture_params()
+        assert params["covariance_type"] == covariance_type
+        np.testing.assert_array_equal(params["covariance_prior"], expected)
 
 
 @pytest.mark.parametrize("divergence", ["ajs", "kl"])
