@@ -1,7 +1,12 @@
-"""Test configuration: one torch thread and a fast, derandomised hypothesis profile."""
+"""Test configuration: one torch thread, a fast, derandomised hypothesis profile,
+and the small fitted ClusterDDPM that several test files read."""
 
+import pytest
 import torch
+from _estimators import CLUSTER_DDPM_SMALL, blobs
 from hypothesis import HealthCheck, settings
+
+from skdiffclust import ClusterDDPM
 
 # The networks under test are tiny: one thread is faster than several, and the
 # suite shares a small machine with other jobs.
@@ -15,3 +20,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("skdiffclust")
+
+
+@pytest.fixture(scope="session")
+def fitted_cluster_ddpm():
+    """``(model, X)``: a small ClusterDDPM fitted on ``blobs()``. Tests must not
+    modify it (clone it to refit)."""
+    X, _ = blobs()
+    return ClusterDDPM(n_clusters=3, **CLUSTER_DDPM_SMALL).fit(X), X

@@ -23,12 +23,6 @@ from skdiffclust.diffusion import (
 from skdiffclust.losses import mixture_kl
 
 
-@pytest.fixture(scope="module")
-def fitted():
-    X, _ = blobs()
-    return ClusterDDPM(n_clusters=3, **SMALL).fit(X), X
-
-
 # ------------------------------------------------------------------- KL term
 @pytest.mark.parametrize("covariance_type", ["diag", "full"])
 def test_mixture_kl_matches_monte_carlo(covariance_type):
@@ -144,8 +138,8 @@ def test_samplers_recover_a_point_mass():
 
 
 # ------------------------------------------------------------------- sampling
-def test_sample_shapes_and_grouped_labels(fitted):
-    model, X = fitted
+def test_sample_shapes_and_grouped_labels(fitted_cluster_ddpm):
+    model, X = fitted_cluster_ddpm
     X_new, y = model.sample(25)
     assert X_new.shape == (25, X.shape[1])
     assert y.shape == (25,)
@@ -156,8 +150,8 @@ def test_sample_shapes_and_grouped_labels(fitted):
     np.testing.assert_array_equal(model.sample(25)[0], X_new)
 
 
-def test_sample_one_cluster_ddim_and_guidance(fitted):
-    model, X = fitted
+def test_sample_one_cluster_ddim_and_guidance(fitted_cluster_ddpm):
+    model, X = fitted_cluster_ddpm
     for cluster in range(model.n_clusters_):
         X_new, y = model.sample(6, cluster=cluster, n_steps=4)
         assert X_new.shape == (6, X.shape[1])
@@ -181,8 +175,8 @@ def test_sample_one_cluster_ddim_and_guidance(fitted):
         ({"n_steps": 0}, "n_steps must be None or a positive integer"),
     ],
 )
-def test_sample_bad_arguments(fitted, kwargs, match):
-    model, _ = fitted
+def test_sample_bad_arguments(fitted_cluster_ddpm, kwargs, match):
+    model, _ = fitted_cluster_ddpm
     with pytest.raises(ValueError, match=match):
         model.sample(**kwargs)
 
@@ -248,15 +242,15 @@ def test_unscaled_data_is_clustered(random_state):
     assert adjusted_rand_score(y, labels) > 0.8
 
 
-def test_scaling_round_trips_through_sample_units(fitted):
-    model, X = fitted
+def test_scaling_round_trips_through_sample_units(fitted_cluster_ddpm):
+    model, X = fitted_cluster_ddpm
     Xs = model._scale(X)
     np.testing.assert_allclose(model._unscale(Xs), X, rtol=1e-5, atol=1e-5 * np.abs(X).max())
 
 
 # ------------------------------------------------------------------ kl_weight
-def test_kl_weight_auto_scales_with_the_data_dimension(fitted):
-    model, X = fitted
+def test_kl_weight_auto_scales_with_the_data_dimension(fitted_cluster_ddpm):
+    model, X = fitted_cluster_ddpm
     assert model._effective_kl_weight() == pytest.approx(0.1 * X.shape[1] / 784)
     digits = _digit_images(30)[0].reshape(30, -1)
     params = {**SMALL, "pretrain_epochs": 1, "n_iter": 0}
@@ -266,8 +260,8 @@ def test_kl_weight_auto_scales_with_the_data_dimension(fitted):
     assert on_digits._effective_kl_weight() == 0.5
 
 
-def test_timestep_skew_auto_grows_with_the_data_dimension(fitted):
-    model, X = fitted
+def test_timestep_skew_auto_grows_with_the_data_dimension(fitted_cluster_ddpm):
+    model, X = fitted_cluster_ddpm
     # Few features: never below uniform sampling.
     assert X.shape[1] < 64 / 9
     assert model._effective_timestep_skew() == 1.0
@@ -301,8 +295,8 @@ def test_latent_collapse_stops_em_with_a_warning(monkeypatch):
     assert model.labels_.shape == (X.shape[0],)
 
 
-def test_latent_scale_is_recorded_and_stable_without_collapse(fitted):
-    model, _ = fitted
+def test_latent_scale_is_recorded_and_stable_without_collapse(fitted_cluster_ddpm):
+    model, _ = fitted_cluster_ddpm
     scales = model.history_["latent_scale"]
     assert len(scales) == model.n_iter + 1
     assert all(np.isfinite(scales)) and min(scales) > model._collapse_ratio * scales[0]

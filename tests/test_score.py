@@ -19,12 +19,6 @@ from skdiffclust.diffusion import (
 from skdiffclust.losses import gaussian_kl
 
 
-@pytest.fixture(scope="module")
-def fitted():
-    X, _ = blobs()
-    return ClusterDDPM(n_clusters=3, **SMALL).fit(X), X
-
-
 # ------------------------------------------------------- terms of the bound
 def test_posterior_kl_matches_the_kl_of_the_explicit_gaussians():
     T, n, n_features = 40, 64, 5
@@ -83,8 +77,8 @@ def test_stratified_timesteps_cover_2_to_T(T, k):
 
 
 # ------------------------------------------------------------ score_samples
-def test_score_samples_shape_determinism_and_score(fitted):
-    model, X = fitted
+def test_score_samples_shape_determinism_and_score(fitted_cluster_ddpm):
+    model, X = fitted_cluster_ddpm
     scores = model.score_samples(X)
     assert scores.shape == (len(X),) and scores.dtype == np.float64
     assert np.all(np.isfinite(scores))
@@ -97,8 +91,8 @@ def test_score_samples_shape_determinism_and_score(fitted):
     assert model.score(X, np.zeros(len(X))) == model.score(X)
 
 
-def test_score_samples_leaves_the_global_rng_alone(fitted):
-    model, X = fitted
+def test_score_samples_leaves_the_global_rng_alone(fitted_cluster_ddpm):
+    model, X = fitted_cluster_ddpm
     unseeded = clone(model).set_params(random_state=None).fit(X)
     np_state, torch_state = np.random.get_state(), torch.get_rng_state()
     for estimator in (model, unseeded):
@@ -109,8 +103,8 @@ def test_score_samples_leaves_the_global_rng_alone(fitted):
     np.testing.assert_array_equal(unseeded.score_samples(X), unseeded.score_samples(X))
 
 
-def test_scores_are_in_the_units_of_X(fitted):
-    model, X = fitted
+def test_scores_are_in_the_units_of_X(fitted_cluster_ddpm):
+    model, X = fitted_cluster_ddpm
     rescaled = clone(model).fit(10 * X)
     # Global scaling maps both to the same data, so the networks are the same...
     np.testing.assert_array_equal(model._scale(X), rescaled._scale(10 * X))
@@ -136,8 +130,8 @@ def test_training_data_scores_higher_than_uniform_noise():
     assert np.median(train) > np.quantile(random, 0.9)
 
 
-def test_not_fitted_and_wrong_n_features(fitted):
-    model, X = fitted
+def test_not_fitted_and_wrong_n_features(fitted_cluster_ddpm):
+    model, X = fitted_cluster_ddpm
     with pytest.raises(NotFittedError):
         clone(model).score_samples(X)
     with pytest.raises(NotFittedError):
@@ -161,7 +155,7 @@ def test_unet_backbone():
 
 
 @pytest.mark.parametrize("n_timesteps", [1, 2])
-def test_few_timesteps(fitted, n_timesteps):
-    model, X = fitted
+def test_few_timesteps(fitted_cluster_ddpm, n_timesteps):
+    model, X = fitted_cluster_ddpm
     model = clone(model).set_params(n_timesteps=n_timesteps).fit(X)
     assert np.all(np.isfinite(model.score_samples(X)))
