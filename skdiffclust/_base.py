@@ -67,6 +67,24 @@ def _column_mean_std(X):
     return mean * magnitude, np.sqrt(squares / n_samples) * magnitude
 
 
+def effective_dimension(Z):
+    """Participation ratio of the covariance spectrum of ``Z``, from 1 to n_features.
+
+    ``(sum of eigenvalues)**2 / sum of squared eigenvalues``: n_features when
+    the variance is spread evenly over all directions, 1 when it lies along a
+    single one. A drop during training means the codes are collapsing onto a
+    few directions.
+    """
+    if len(Z) < 2:
+        return float("nan")
+    eigenvalues = np.linalg.eigvalsh(np.cov(np.asarray(Z, dtype=np.float64), rowvar=False))
+    eigenvalues = np.clip(np.atleast_1d(eigenvalues), 0, None)
+    total = eigenvalues.sum()
+    if total == 0:
+        return float("nan")
+    return float(total**2 / np.sum(eigenvalues**2))
+
+
 def resolve_device(device):
     """Turn the ``device`` parameter into a :class:`torch.device`.
 
@@ -352,6 +370,7 @@ class BaseDeepClusterer(
                 "loss": [],
                 "n_clusters": [],
                 "latent_scale": [],
+                "latent_effective_dim": [],
                 "epoch_time": [],
             }
             mixture = None
@@ -477,6 +496,8 @@ class BaseDeepClusterer(
         )
         history["n_clusters"].append(len(occupied_components(mixture, Z)))
         history["latent_scale"].append(float(np.sqrt(np.mean(np.var(Z, axis=0)))))
+        # Absent from the history of models fitted before it was recorded.
+        history.setdefault("latent_effective_dim", []).append(effective_dimension(Z))
         return mixture
 
     def _report(self, verbose, stage, epoch, n_epochs, loss, start, n_clusters=None):

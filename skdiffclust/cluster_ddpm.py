@@ -233,7 +233,11 @@ class ClusterDDPM(BaseDeepClusterer):
     history_ : dict of lists
         ``"pretrain_loss"`` and ``"loss"`` (mean loss per epoch),
         ``"n_clusters"`` (occupied clusters after each E-step, the first one
-        after pretraining) and ``"epoch_time"`` (seconds).
+        after pretraining), ``"latent_scale"`` (root mean variance of the
+        latent means after each E-step), ``"latent_effective_dim"`` (the
+        participation ratio of their covariance spectrum after each E-step:
+        ``latent_dim`` when the variance is spread over all directions, 1 when
+        it lies along one) and ``"epoch_time"`` (seconds).
 
     n_features_in_ : int
         Number of features seen during :meth:`fit`.

@@ -190,7 +190,11 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     history_ : dict of lists
         ``"pretrain_loss"`` and ``"loss"`` (mean loss per epoch),
         ``"n_clusters"`` (occupied clusters after each E-step, the first one
-        after pretraining) and ``"epoch_time"`` (seconds).
+        after pretraining), ``"latent_scale"`` (root mean variance of the
+        latent means after each E-step), ``"latent_effective_dim"`` (the
+        participation ratio of their covariance spectrum after each E-step:
+        ``latent_dim`` when the variance is spread over all directions, 1 when
+        it lies along one) and ``"epoch_time"`` (seconds).
 
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
@@ -230,8 +234,13 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     digits, 2 to 2.5 on MNIST-5k). The first network step can still merge
     clusters: on 6 blobs in 20-D (seed 0 of the benchmark) the first E-step
     found 6 and the first iteration's refit kept 4, even with
-    ``clustering_weight=0``, most likely because decoding sampled codes
-    reshapes the latent space that pretraining built from the means.
+    ``clustering_weight=0``. Decoding sampled codes folds the latent space
+    onto about 2 directions in that iteration (``history_["latent_effective_dim"]``
+    falls from 7.7 to 1.8), and the warm-started refit merges blobs that a
+    fresh fit still separates. On digits the network steps lower the
+    accuracy of the first E-step (0.868 to 0.809 on seed 0) as the alpha-JS
+    pull folds the latent space (effective dimension 9 to 5). See "Following
+    the loop" in the user guide and ``python -m benchmarks.em_trajectory``.
 
     The original paper's full text was not available; the loop follows its
     abstract and its predecessor (Lim, Jiang and Yi, "Deep Clustering With

@@ -3,6 +3,7 @@
 import csv
 import math
 
+import numpy as np
 import pytest
 from sklearn.base import clone
 
@@ -84,3 +85,30 @@ def test_cli_names_are_case_insensitive_and_checked(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--datasets", "imagenet"])
     assert "choose from digits" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["DeepDPGMM", "ClusterDDPM"])
+def test_em_trajectory_follows_the_fit(method, capsys):
+    from benchmarks.em_trajectory import main as trajectory_main
+    from benchmarks.em_trajectory import trajectory
+
+    model, rows = trajectory(method, "blobs", seed=0, params={"n_iter": 3}, tiny=True)
+    # One row per E-step of the real loop: after pretraining and each iteration.
+    assert [row["step"] for row in rows] == [0, 1, 2, 3]
+    assert [row["clusters"] for row in rows] == model.history_["n_clusters"]
+    np.testing.assert_allclose(
+        [row["effective dim"] for row in rows], model.history_["latent_effective_dim"]
+    )
+    for row in rows:
+        assert 0 <= row["acc"] <= 1 and 0 < row["top direction"] <= 1
+        assert row["fresh clusters"] >= 1
+    # The subclass keeps the estimator's name and parameters.
+    assert type(model).__name__ == method.replace("DeepDPGMM", "DeepDPGMMClusterer")
+    assert model.get_params()["n_iter"] == 3
+
+    printed = trajectory_main(
+        ["--method", method, "--dataset", "digits", "--n-iter", "1", "--tiny"]
+    )
+    output = capsys.readouterr().out
+    assert len(printed) == 2
+    assert "| step | clusters | acc |" in output

@@ -584,3 +584,40 @@ def test_e_step_subsample_smaller_than_the_mixture_is_rejected(estimator):
     model = clone(estimator).set_params(e_step_max_samples=n_components - 1)
     with pytest.raises(ValueError, match="e_step_max_samples=.* should be >= the number"):
         model.fit(X)
+
+
+# ------------------------------------------------------------ latent diagnostics
+def _with_covariance(Z, covariance):
+    """``Z`` moved linearly so that its sample covariance is exactly ``covariance``."""
+    Z = Z - Z.mean(axis=0)
+    white = Z @ np.linalg.inv(np.linalg.cholesky(np.cov(Z, rowvar=False))).T
+    return white @ np.linalg.cholesky(covariance).T
+
+
+def test_effective_dimension_is_the_participation_ratio_of_the_spectrum():
+    from skdiffclust._base import effective_dimension
+
+    rng = np.random.RandomState(0)
+    assert effective_dimension(_with_covariance(rng.randn(50, 5), np.eye(5))) == pytest.approx(5)
+    # Principal variances 3 and 1, rotated by 30 degrees: 4**2 / (9 + 1).
+    c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+    rotation = np.array([[c, -s], [s, c]])
+    covariance = rotation @ np.diag([3.0, 1.0]) @ rotation.T
+    assert effective_dimension(_with_covariance(rng.randn(50, 2), covariance)) == pytest.approx(1.6)
+    # All the variance along one direction.
+    line = rng.randn(50, 1) * np.array([[1.0, -2.0, 0.5]])
+    assert effective_dimension(line) == pytest.approx(1)
+    assert np.isnan(effective_dimension(np.ones((10, 3))))
+    assert np.isnan(effective_dimension(np.zeros((1, 3))))
+
+
+@estimators
+def test_history_records_the_shape_of_the_latent_space(estimator):
+    from skdiffclust._base import effective_dimension
+
+    X, _ = blobs()
+    model = clone(estimator).fit(X)
+    dims = model.history_["latent_effective_dim"]
+    assert len(dims) == len(model.history_["n_clusters"]) == len(model.history_["latent_scale"])
+    assert all(1 - 1e-6 <= dim <= model.latent_dim + 1e-6 for dim in dims)
+    assert dims[-1] == pytest.approx(effective_dimension(model.transform(X)), rel=1e-3)

@@ -1,0 +1,128 @@
+"""Trajectory of a deep clusterer's EM loop, one row per E-step.
+
+A fit reports only where it ends. This script follows the loop itself: after
+every E-step (the first one after pretraining, then one per EM iteration) it
+records, on all the training codes,
+
+- the clusters the estimator's mixture occupies and their ACC / NMI / ARI
+  against the true classes;
+- the same for a *fresh* mixture fitted on the same codes with the same
+  settings (for DeepDPGMMClusterer: a new Ward start and Dirichlet process),
+  which tells whether a change in the count comes from the codes or from the
+  warm-started refit;
+- the shape of the latent space: its effective dimension (the participation
+  ratio of the covariance spectrum, ``history_["latent_effective_dim"]``) and
+  the share of the variance along the largest principal direction.
+
+The estimator runs its normal ``fit`` (one optimiser, one loop); the rows are
+recorded by a subclass that extends its E-step.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python -m benchmarks.em_trajectory --method DeepDPGMM --dataset blobs
+    OMP_NUM_THREADS=1 python -m benchmarks.em_trajectory --method DeepDPGMM --dataset digits \\
+        --params '{"latent_dim": 16, "cluster_scale": 2.1}' --n-iter 10
+
+Prints a Markdown table.
+"""
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from skdiffclust import ClusterDDPM, DeepDPGMMClusterer
+from skdiffclust._base import effective_dimension
+from skdiffclust._mixture import fit_mixture, make_mixture
+
+from .measure import clustering_scores
+from .registry import DATASETS, TINY_DEEP_PARAMS, load_dataset
+
+ESTIMATORS = {"ClusterDDPM": ClusterDDPM, "DeepDPGMM": DeepDPGMMClusterer}
+
+
+def traced(estimator_class, y, rows, seed):
+    """A subclass of ``estimator_class`` that appends a row to ``rows`` after each E-step."""
+
+    class Traced(estimator_class):
+        def _e_step(self, mixture, Xs, history, random_state, max_iter):
+            mixture = super()._e_step(mixture, Xs, history, random_state, max_iter)
+            Z = self._encode_mean(Xs)
+            fresh = fit_mixture(make_mixture(random_state=seed, **self._mixture_params()), Z)
+            eigenvalues = np.linalg.eigvalsh(np.cov(Z.astype(np.float64), rowvar=False))
+            own = clustering_scores(y, mixture.predict(Z))
+            new = clustering_scores(y, fresh.predict(Z))
+            rows.append(
+                {
+                    "step": len(history["n_clusters"]) - 1,
+                    "clusters": own["n_clusters_found"],
+                    "acc": own["acc"],
+                    "nmi": own["nmi"],
+                    "ari": own["ari"],
+                    "fresh clusters": new["n_clusters_found"],
+                    "fresh acc": new["acc"],
+                    "effective dim": effective_dimension(Z),
+                    "top direction": eigenvalues[-1] / eigenvalues.sum(),
+                }
+            )
+            return mixture
+
+    Traced.__name__ = estimator_class.__name__
+    return Traced
+
+
+def trajectory(method, dataset, seed, params, tiny=False):
+    """Fit ``method`` on ``dataset``; return the fitted estimator and the rows of its E-steps.
+
+    ``tiny`` uses the benchmark harness's tiny data subset and network settings
+    (under ``params``), for a smoke test.
+    """
+    X, y = load_dataset(dataset, tiny=tiny)
+    rows = []
+    estimator_class = traced(ESTIMATORS[method], y, rows, seed)
+    if tiny:
+        params = {**TINY_DEEP_PARAMS, **params}
+    if method == "ClusterDDPM":
+        params = {"n_clusters": len(np.unique(y)), **params}
+    model = estimator_class(random_state=seed, **params).fit(X)
+    return model, rows
+
+
+def to_markdown(rows):
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", choices=sorted(ESTIMATORS), default="DeepDPGMM")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--n-iter", type=int, default=None, help="EM iterations (default: the estimator's)"
+    )
+    parser.add_argument("--params", default="{}", help="estimator parameters as a JSON object")
+    parser.add_argument(
+        "--tiny", action="store_true", help="200 rows and tiny networks (smoke test)"
+    )
+    args = parser.parse_args(argv)
+    params = json.loads(args.params)
+    if args.n_iter is not None:
+        params["n_iter"] = args.n_iter
+    start = time.perf_counter()
+    _, rows = trajectory(args.method, args.dataset, args.seed, params, tiny=args.tiny)
+    print(
+        f"{args.method} on {args.dataset}, seed {args.seed}, parameters {params or 'default'} "
+        f"({time.perf_counter() - start:.0f} s)\n"
+    )
+    print(to_markdown(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
