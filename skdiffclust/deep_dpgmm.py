@@ -7,8 +7,14 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseDeepClusterer
-from .losses import component_divergence, mixture_log_joint, reparameterize
+from ._base import INFERENCE_BATCH_SIZE, BaseDeepClusterer
+from ._threads import limited_torch_threads
+from .losses import (
+    component_divergence,
+    latent_spread_penalty,
+    mixture_log_joint,
+    reparameterize,
+)
 from .nn import (
     ConvDecoder,
     ConvGaussianEncoder,
@@ -28,7 +34,9 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     ``weight_concentration_prior_type="dirichlet_process"``) refitted on the
     latent means, warm-started, and a network step of one epoch of the
     reconstruction loss plus ``clustering_weight`` times a divergence between
-    q(z|x) and the component each sample is assigned to, the mixture held fixed.
+    q(z|x) and the component each sample is assigned to, the mixture held fixed
+    (plus ``spread_weight`` times a penalty that keeps the latent space from
+    folding onto a few directions, an addition to the paper's loss).
     The number of clusters is the number of components that keep samples; it
     shrinks during training ("deep model selection").
 
@@ -77,6 +85,19 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         training, but it easily overshoots: on digits, 2 ended with 8, 5 and 11
         clusters on seeds 0, 1 and 2, and 3 (with 50 pretraining epochs) with
         3 to 5.
+
+    spread_weight : float, default=1.0
+        Weight of a penalty, in the network step, on the batch's standardised
+        latent means: the mean over dimensions of ``max(0, 1 - std_j)`` plus
+        the squared off-diagonal covariances divided by ``latent_dim`` (the
+        variance and covariance terms of VICReg, Bardes, Ponce and LeCun,
+        2022). Without it (``0``, the paper's loss) the network steps fold the
+        latent space onto a few directions (effective dimension 9 to 5 on
+        digits, 7.7 to 1.8 on blobs, ``history_["latent_effective_dim"]``)
+        and the Dirichlet process then merges clusters: digits seeds 0 to 2
+        ended at accuracy 0.693, 0.781 and 0.888 with 8, 8 and 10 clusters;
+        with it, 0.874, 0.910 and 0.871 with 10 clusters each, and 6 blobs
+        stayed 6.
 
     weight_concentration_prior : float, default=None
         Concentration of the Dirichlet process; None means ``1 / n_components``.
@@ -268,6 +289,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         "alpha": [Interval(Real, 0, 1, closed="neither")],
         "assignment": [StrOptions({"hard", "soft"})],
         "clustering_weight": [Interval(Real, 0, None, closed="left")],
+        "spread_weight": [Interval(Real, 0, None, closed="left")],
         "weight_concentration_prior": [None, Interval(Real, 0, None, closed="neither")],
         "cluster_scale": [Interval(Real, 0, None, closed="neither")],
         "covariance_type": [StrOptions({"diag", "full"})],
@@ -287,6 +309,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         alpha=0.5,
         assignment="hard",
         clustering_weight=1.0,
+        spread_weight=1.0,
         weight_concentration_prior=None,
         init_params="ward",
         cluster_scale=1.7,
@@ -311,6 +334,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         self.alpha = alpha
         self.assignment = assignment
         self.clustering_weight = clustering_weight
+        self.spread_weight = spread_weight
         self.weight_concentration_prior = weight_concentration_prior
         self.init_params = init_params
         self.cluster_scale = cluster_scale
@@ -370,6 +394,20 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             "degrees_of_freedom_prior": float(self.latent_dim),
         }
 
+    def _e_step(self, mixture, Xs, history, random_state, max_iter):
+        # The running averages of the latent standardisation lag behind an
+        # encoder that moved during the epoch: the E-step would see codes of
+        # the wrong size against the prior (on 6 blobs this merged two pairs of
+        # them). Set them to the exact statistics of the training set first.
+        encoder = self.encoder_
+        raw_means = []
+        with torch.inference_mode(), limited_torch_threads():
+            encoder.eval()
+            for start in range(0, Xs.shape[0], INFERENCE_BATCH_SIZE):
+                raw_means.append(encoder.encoder(Xs[start : start + INFERENCE_BATCH_SIZE])[0])
+        encoder.set_statistics(torch.cat(raw_means))
+        return super()._e_step(mixture, Xs, history, random_state, max_iter)
+
     # --------------------------------------------------------------- losses
     def _reconstruction_loss(self, x, z):
         """Squared error summed over features, batch mean."""
@@ -391,7 +429,10 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             clustering = divergences.gather(1, log_joint.argmax(dim=1, keepdim=True))
         else:
             clustering = torch.sum(torch.softmax(log_joint, dim=1) * divergences, dim=1)
-        return self._reconstruction_loss(x, z) + self.clustering_weight * clustering.mean()
+        loss = self._reconstruction_loss(x, z) + self.clustering_weight * clustering.mean()
+        if self.spread_weight > 0:
+            loss = loss + self.spread_weight * latent_spread_penalty(mean)
+        return loss
 
     # ---------------------------------------------------------- attributes
     @property

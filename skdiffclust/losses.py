@@ -147,3 +147,25 @@ def mixture_kl(z, mean, log_var, mixture):
     entropy_q = 0.5 * torch.sum(1.0 + _LOG_2PI + log_var, dim=1)
     per_component = 0.5 * trace - log_joint_at_mean + torch.log(gamma)
     return torch.sum(gamma * per_component, dim=1) - entropy_q
+
+
+def latent_spread_penalty(z):
+    """Penalty on a batch of codes whose variance folds onto a few directions.
+
+    The variance and covariance terms of VICReg (Bardes, Ponce and LeCun,
+    ICLR 2022) on codes of unit mean variance: the mean over dimensions of
+    ``max(0, 1 - std_j)`` plus the sum of squared off-diagonal covariances
+    divided by the dimension. Zero when the codes have identity covariance.
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (n_samples, n_dims)
+        The batch of codes, with ``n_samples >= 2``.
+    """
+    centered = z - z.mean(dim=0)
+    covariance = centered.T @ centered / (z.shape[0] - 1)
+    variances = torch.diagonal(covariance)
+    # The small constant keeps the gradient of the root finite at zero variance.
+    hinge = torch.relu(1 - torch.sqrt(variances + 1e-4)).mean()
+    off_diagonal = covariance - torch.diag(variances)
+    return hinge + torch.sum(off_diagonal**2) / z.shape[1]

@@ -17,7 +17,12 @@ from sklearn.metrics import adjusted_rand_score
 
 from skdiffclust import DeepDPGMMClusterer
 from skdiffclust._mixture import TorchMixture
-from skdiffclust.losses import component_divergence, gaussian_kl, skew_js_divergence
+from skdiffclust.losses import (
+    component_divergence,
+    gaussian_kl,
+    latent_spread_penalty,
+    skew_js_divergence,
+)
 
 _SMALL = dict(
     latent_dim=2,
@@ -211,3 +216,101 @@ def test_conv_backbone_runs():
     X = rng.rand(40, 64)
     model = DeepDPGMMClusterer(n_components=4, image_shape=(1, 8, 8), conv_width=4, **_SMALL).fit(X)
     assert model.sample(3)[0].shape == (3, 64)
+
+
+# ------------------------------------------------------------ latent spread
+def _batch_with_covariance(covariance, n_samples=64, seed=0):
+    """A batch whose unbiased sample covariance is exactly ``covariance``."""
+    rng = np.random.RandomState(seed)
+    Z = rng.randn(n_samples, len(covariance))
+    Z -= Z.mean(axis=0)
+    Z = Z @ np.linalg.inv(np.linalg.cholesky(np.cov(Z, rowvar=False))).T
+    return torch.as_tensor(Z @ np.linalg.cholesky(covariance).T)
+
+
+def test_spread_penalty_is_zero_for_identity_covariance_and_counts_folding():
+    d = 4
+    # Unit variances: the hinge is 1 - sqrt(1 + 1e-4) < 0, so zero.
+    assert latent_spread_penalty(_batch_with_covariance(np.eye(d))).item() == pytest.approx(
+        0, abs=1e-6
+    )
+    # All the variance along the first axis (same total): the other three
+    # standard deviations are 0, so the hinge is 3/4 of (1 - sqrt(1e-4)).
+    folded = latent_spread_penalty(_batch_with_covariance(np.diag([4.0, 1e-12, 1e-12, 1e-12])))
+    assert folded.item() == pytest.approx(0.75 * (1 - 0.01), rel=1e-4)
+    # Two perfectly correlated unit axes: only the covariance term, 2 * 1**2 / d.
+    correlated = np.eye(d)
+    correlated[0, 1] = correlated[1, 0] = 1 - 1e-9
+    assert latent_spread_penalty(_batch_with_covariance(correlated)).item() == pytest.approx(
+        2 / d, rel=1e-4
+    )
+
+
+def test_spread_penalty_gradient_unfolds_the_batch():
+    from skdiffclust._base import effective_dimension
+
+    z = _batch_with_covariance(np.diag([3.7, 0.1, 0.1, 0.1])).float()
+    before = effective_dimension(z.numpy())
+    z.requires_grad_(True)
+    optimizer = torch.optim.SGD([z], lr=5.0)
+    for _ in range(100):
+        optimizer.zero_grad()
+        latent_spread_penalty(z).backward()
+        assert torch.all(torch.isfinite(z.grad))
+        optimizer.step()
+    # The hinge lifts the folded axes to unit spread and leaves the wide one
+    # (in the estimator, the latent standardisation then caps the total).
+    after = z.detach().numpy()
+    np.testing.assert_allclose(after.std(axis=0, ddof=1)[1:], 1, atol=0.02)
+    assert before < 1.3 and effective_dimension(after) > 2.6
+    # Zero-variance dimensions keep a finite gradient.
+    flat = torch.zeros(8, 3, requires_grad=True)
+    (grad,) = torch.autograd.grad(latent_spread_penalty(flat + torch.arange(8.0)[:, None]), flat)
+    assert torch.all(torch.isfinite(grad))
+
+
+def test_spread_weight_adds_the_penalty_to_the_network_loss():
+    X, _ = make_blobs(n_samples=120, centers=3, n_features=6, random_state=0)
+    model = DeepDPGMMClusterer(
+        n_components=5,
+        latent_dim=3,
+        hidden_dims=(16,),
+        pretrain_epochs=2,
+        n_iter=0,
+        device="cpu",
+        random_state=0,
+    ).fit(X)
+    mixture = TorchMixture.from_sklearn(model.mixture_, "cpu")
+    x = torch.as_tensor(model._scale(X[:32]))
+    losses = {}
+    for weight in (0.0, 2.0):
+        model.set_params(spread_weight=weight)
+        model.encoder_.train()
+        torch.manual_seed(0)
+        losses[weight] = model._network_loss(x, mixture)
+    model.encoder_.train()
+    mean, _ = model._encode(x)
+    expected = 2.0 * latent_spread_penalty(mean)
+    torch.testing.assert_close(losses[2.0] - losses[0.0], expected)
+
+
+def test_e_step_sees_exactly_standardised_codes():
+    X, _ = make_blobs(n_samples=300, centers=3, n_features=8, random_state=1)
+    model = DeepDPGMMClusterer(
+        n_components=8,
+        latent_dim=4,
+        hidden_dims=(32,),
+        pretrain_epochs=3,
+        n_iter=2,
+        device="cpu",
+        random_state=0,
+    ).fit(X)
+    # The running statistics were set from the whole training set at the last
+    # E-step (not left as running averages of the last epoch's batches).
+    with torch.no_grad():
+        raw = model.encoder_.encoder(torch.as_tensor(model._scale(X)))[0].double().numpy()
+    encoder = model.encoder_
+    np.testing.assert_allclose(encoder.running_mean.numpy(), raw.mean(axis=0), rtol=1e-5, atol=1e-7)
+    assert encoder.running_var.item() == pytest.approx(np.mean(raw.var(axis=0)), rel=1e-5)
+    Z = model.transform(X).astype(np.float64)
+    np.testing.assert_allclose(Z.mean(axis=0), 0, atol=1e-4)

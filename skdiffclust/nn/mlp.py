@@ -35,7 +35,8 @@ class StandardizedGaussianEncoder(nn.Module):
 
     The means are centred per dimension and divided by one global scale, the
     root of their mean variance over dimensions (batch statistics in training,
-    running averages in evaluation, as in batch normalisation); the variances of
+    running averages in evaluation, as in batch normalisation, which
+    :meth:`set_statistics` can replace by exact ones); the variances of
     q(z|x) follow the same scaling. The latent space thus keeps its shape but has
     a fixed size, so mixture priors can be given in absolute units and the
     clustering loss cannot shrink the whole latent space to win.
@@ -48,6 +49,14 @@ class StandardizedGaussianEncoder(nn.Module):
         self.eps = eps
         self.register_buffer("running_mean", torch.zeros(latent_dim))
         self.register_buffer("running_var", torch.ones(()))
+
+    @torch.no_grad()
+    def set_statistics(self, raw_means):
+        """Replace the running statistics by those of ``raw_means``, the
+        unscaled latent means of the whole training set (shape (n, latent_dim))."""
+        raw_means = raw_means.to(torch.float64)
+        self.running_mean.copy_(raw_means.mean(dim=0))
+        self.running_var.copy_(raw_means.var(dim=0, unbiased=False).mean())
 
     def forward(self, x):
         mean, log_var = self.encoder(x)
