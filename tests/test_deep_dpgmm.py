@@ -314,3 +314,31 @@ def test_e_step_sees_exactly_standardised_codes():
     assert encoder.running_var.item() == pytest.approx(np.mean(raw.var(axis=0)), rel=1e-5)
     Z = model.transform(X).astype(np.float64)
     np.testing.assert_allclose(Z.mean(axis=0), 0, atol=1e-4)
+
+
+def test_auto_cluster_scale_grows_with_the_rows_the_mixture_sees():
+    from skdiffclust.deep_dpgmm import AUTO_SCALE, AUTO_SCALE_SAMPLES, auto_cluster_scale
+
+    assert auto_cluster_scale(AUTO_SCALE_SAMPLES) == pytest.approx(AUTO_SCALE)
+    assert auto_cluster_scale(16 * AUTO_SCALE_SAMPLES) == pytest.approx(2 * AUTO_SCALE)
+    X, _ = make_blobs(n_samples=160, centers=3, n_features=5, random_state=0)
+    params = dict(
+        n_components=8,
+        latent_dim=2,
+        hidden_dims=(16,),
+        pretrain_epochs=1,
+        n_iter=0,
+        device="cpu",
+        random_state=0,
+    )
+    model = DeepDPGMMClusterer(**params).fit(X)
+    assert model.cluster_scale_ == pytest.approx(AUTO_SCALE * (160 / AUTO_SCALE_SAMPLES) ** 0.25)
+    expected_prior = model.latent_dim * model.cluster_scale_**2 * np.eye(2)
+    np.testing.assert_allclose(model.mixture_.covariance_prior, expected_prior)
+    # The E-step subsample is what the mixture sees.
+    model = DeepDPGMMClusterer(e_step_max_samples=40, **params).fit(X)
+    assert model.cluster_scale_ == pytest.approx(auto_cluster_scale(40))
+    model = DeepDPGMMClusterer(cluster_scale=2.5, **params).fit(X)
+    assert model.cluster_scale_ == 2.5
+    with pytest.raises(ValueError, match="cluster_scale"):
+        DeepDPGMMClusterer(cluster_scale="large").fit(X)
