@@ -286,12 +286,13 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     and accuracy of the first E-step then hold (see the user guide,
     "Following the loop").
 
-    Known limitation (measured on digits and MNIST-5k). The number of clusters
-    is decided by the first E-step on the pretrained latent, and the prior
-    scale that gives the right count differs between data sets (1.7 on
-    digits, 2 to 2.5 on MNIST-5k, where 1.7 keeps 13 or 14 clusters). On
-    MNIST-5k the network steps neither fold the latent space nor change the
-    count, and move the accuracy by at most 0.02.
+    The number of clusters is decided by the first E-step on the pretrained
+    latent; with the spread penalty the network steps keep it (digits,
+    blobs) or lower it by at most one (MNIST-5k). It depends on the prior
+    scale, and a fixed scale finds more clusters in more rows: the default
+    ``cluster_scale="auto"`` grows it with the fourth root of the number of
+    rows, an empirical rule measured on digits and MNIST-5k (see the user
+    guide).
 
     The original paper's full text was not available; the loop follows its
     abstract and its predecessor (Lim, Jiang and Yi, "Deep Clustering With

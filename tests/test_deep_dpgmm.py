@@ -145,7 +145,7 @@ def test_component_divergence_matches_pairwise_formulas():
     "covariance_type, init_params, cluster_scale",
     # The defaults, Ward with the method's diagonal covariances, and the
     # previous defaults.
-    [("full", "ward", 1.7), ("diag", "ward", 1.7), ("diag", "random", 1.0)],
+    [("full", "ward", "auto"), ("diag", "ward", 1.7), ("diag", "random", 1.0)],
 )
 def test_finds_the_number_of_well_separated_blobs(covariance_type, init_params, cluster_scale):
     X, y = make_blobs(
