@@ -99,7 +99,7 @@ plt.show()
 # %%
 # At the same weight, the KL loss merged more clusters than the alpha-JS
 # divergence (1 to 5 on digits over three seeds, against 10 on each) and scored
-# lower (mean accuracy 0.30 against 0.885). The number of clusters found depends on the
+# lower (mean accuracy 0.33 against 0.885). The number of clusters found depends on the
 # components' prior scale in the standardised latent space (``cluster_scale``)
 # more than on the Dirichlet concentration (``weight_concentration_prior``):
 # larger values favour fewer, wider clusters. See the user guide for the prior,

@@ -150,7 +150,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         defaults (seeds 0, 1, 2): on digits, 1.7 found 10 clusters on each seed
         (mean accuracy 0.885), 2.0 found 9, 9 and 10 (0.800); on MNIST-5k, 1.7
         found 13, 14 and 14 clusters (0.708) and 2.18 found 10 on each seed
-        (0.745, 0.771 and 0.768). The value used is ``cluster_scale_``. The
+        (0.746, 0.771 and 0.768). The value used is ``cluster_scale_``. The
         count depends on ``latent_dim`` too.
 
     covariance_type : {"full", "diag"}, default="full"
