@@ -543,14 +543,18 @@ class BaseDeepClusterer(
         self.labels_ = self._predict_latent(Z)
 
     # ------------------------------------------------------------ inference
-    def _encode_mean(self, Xs):
-        """Latent means of scaled rows (a tensor on the device), as float64 numpy."""
+    def _encode_mean(self, Xs, encode=None):
+        """Latent means of scaled rows (a tensor on the device), as float64 numpy.
+
+        ``encode`` (default: :meth:`_encode`) maps a batch to ``(mean, log_var)``.
+        """
+        encode = self._encode if encode is None else encode
         out = []
         with torch.inference_mode(), limited_torch_threads():
             for net in self._networks().values():
                 net.eval()
             for start in range(0, Xs.shape[0], INFERENCE_BATCH_SIZE):
-                mean, _ = self._encode(Xs[start : start + INFERENCE_BATCH_SIZE])
+                mean, _ = encode(Xs[start : start + INFERENCE_BATCH_SIZE])
                 out.append(mean.cpu().numpy())
         return np.concatenate(out).astype(np.float64)
 

@@ -7,8 +7,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import INFERENCE_BATCH_SIZE, BaseDeepClusterer
-from ._threads import limited_torch_threads
+from ._base import BaseDeepClusterer
 from .losses import (
     component_divergence,
     latent_spread_penalty,
@@ -440,13 +439,8 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         # encoder that moved during the epoch: the E-step would see codes of
         # the wrong size against the prior (on 6 blobs this merged two pairs of
         # them). Set them to the exact statistics of the training set first.
-        encoder = self.encoder_
-        raw_means = []
-        with torch.inference_mode(), limited_torch_threads():
-            encoder.eval()
-            for start in range(0, Xs.shape[0], INFERENCE_BATCH_SIZE):
-                raw_means.append(encoder.encoder(Xs[start : start + INFERENCE_BATCH_SIZE])[0])
-        encoder.set_statistics(torch.cat(raw_means))
+        raw_means = self._encode_mean(Xs, encode=self.encoder_.encoder)
+        self.encoder_.set_statistics(torch.as_tensor(raw_means, device=Xs.device))
         return super()._e_step(mixture, Xs, history, random_state, max_iter)
 
     # --------------------------------------------------------------- losses

@@ -219,6 +219,20 @@ def test_conv_backbone_runs():
 
 
 # ------------------------------------------------------------ latent spread
+def _small_model(**params):
+    """A DeepDPGMMClusterer small enough to fit in about a second."""
+    defaults = dict(
+        n_components=8,
+        latent_dim=2,
+        hidden_dims=(16,),
+        pretrain_epochs=1,
+        n_iter=0,
+        device="cpu",
+        random_state=0,
+    )
+    return DeepDPGMMClusterer(**{**defaults, **params})
+
+
 def _batch_with_covariance(covariance, n_samples=64, seed=0):
     """A batch whose unbiased sample covariance is exactly ``covariance``."""
     rng = np.random.RandomState(seed)
@@ -271,23 +285,16 @@ def test_spread_penalty_gradient_unfolds_the_batch():
 
 def test_spread_weight_adds_the_penalty_to_the_network_loss():
     X, _ = make_blobs(n_samples=120, centers=3, n_features=6, random_state=0)
-    model = DeepDPGMMClusterer(
-        n_components=5,
-        latent_dim=3,
-        hidden_dims=(16,),
-        pretrain_epochs=2,
-        n_iter=0,
-        device="cpu",
-        random_state=0,
-    ).fit(X)
+    model = _small_model(n_components=5, latent_dim=3, pretrain_epochs=2, n_iter=0).fit(X)
     mixture = TorchMixture.from_sklearn(model.mixture_, "cpu")
     x = torch.as_tensor(model._scale(X[:32]))
     losses = {}
     for weight in (0.0, 2.0):
         model.set_params(spread_weight=weight)
         model.encoder_.train()
-        torch.manual_seed(0)
-        losses[weight] = model._network_loss(x, mixture)
+        with torch.random.fork_rng():  # the same sampled codes for both weights
+            torch.manual_seed(0)
+            losses[weight] = model._network_loss(x, mixture)
     model.encoder_.train()
     mean, _ = model._encode(x)
     expected = 2.0 * latent_spread_penalty(mean)
@@ -296,15 +303,7 @@ def test_spread_weight_adds_the_penalty_to_the_network_loss():
 
 def test_e_step_sees_exactly_standardised_codes():
     X, _ = make_blobs(n_samples=300, centers=3, n_features=8, random_state=1)
-    model = DeepDPGMMClusterer(
-        n_components=8,
-        latent_dim=4,
-        hidden_dims=(32,),
-        pretrain_epochs=3,
-        n_iter=2,
-        device="cpu",
-        random_state=0,
-    ).fit(X)
+    model = _small_model(n_components=8, latent_dim=4, hidden_dims=(32,), n_iter=2).fit(X)
     # The running statistics were set from the whole training set at the last
     # E-step (not left as running averages of the last epoch's batches).
     with torch.no_grad():
@@ -322,23 +321,14 @@ def test_auto_cluster_scale_grows_with_the_rows_the_mixture_sees():
     assert auto_cluster_scale(AUTO_SCALE_SAMPLES) == pytest.approx(AUTO_SCALE)
     assert auto_cluster_scale(16 * AUTO_SCALE_SAMPLES) == pytest.approx(2 * AUTO_SCALE)
     X, _ = make_blobs(n_samples=160, centers=3, n_features=5, random_state=0)
-    params = dict(
-        n_components=8,
-        latent_dim=2,
-        hidden_dims=(16,),
-        pretrain_epochs=1,
-        n_iter=0,
-        device="cpu",
-        random_state=0,
-    )
-    model = DeepDPGMMClusterer(**params).fit(X)
+    model = _small_model().fit(X)
     assert model.cluster_scale_ == pytest.approx(AUTO_SCALE * (160 / AUTO_SCALE_SAMPLES) ** 0.25)
     expected_prior = model.latent_dim * model.cluster_scale_**2 * np.eye(2)
     np.testing.assert_allclose(model.mixture_.covariance_prior, expected_prior)
     # The E-step subsample is what the mixture sees.
-    model = DeepDPGMMClusterer(e_step_max_samples=40, **params).fit(X)
+    model = _small_model(e_step_max_samples=40).fit(X)
     assert model.cluster_scale_ == pytest.approx(auto_cluster_scale(40))
-    model = DeepDPGMMClusterer(cluster_scale=2.5, **params).fit(X)
+    model = _small_model(cluster_scale=2.5).fit(X)
     assert model.cluster_scale_ == 2.5
     with pytest.raises(ValueError, match="cluster_scale"):
         DeepDPGMMClusterer(cluster_scale="large").fit(X)
