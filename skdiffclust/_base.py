@@ -479,8 +479,12 @@ class BaseDeepClusterer(
             count += len(idx)
         return total / count
 
+    def _e_step_latents(self, Xs):
+        """The latent codes the E-step fits its mixture on (float64 numpy)."""
+        return self._encode_mean(Xs)
+
     def _e_step(self, mixture, Xs, history, random_state, max_iter):
-        Z = self._encode_mean(Xs)
+        Z = self._e_step_latents(Xs)
         if not np.all(np.isfinite(Z)):
             # The last optimiser step can break the weights after a finite loss.
             raise TrainingDivergedError(

@@ -434,14 +434,20 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             "degrees_of_freedom_prior": float(self.latent_dim),
         }
 
-    def _e_step(self, mixture, Xs, history, random_state, max_iter):
+    def _e_step_latents(self, Xs):
         # The running averages of the latent standardisation lag behind an
         # encoder that moved during the epoch: the E-step would see codes of
         # the wrong size against the prior (on 6 blobs this merged two pairs of
-        # them). Set them to the exact statistics of the training set first.
-        raw_means = self._encode_mean(Xs, encode=self.encoder_.encoder)
-        self.encoder_.set_statistics(torch.as_tensor(raw_means, device=Xs.device))
-        return super()._e_step(mixture, Xs, history, random_state, max_iter)
+        # them). Set them to the exact statistics of the training set first,
+        # then standardise the same raw means (one encoder pass).
+        encoder = self.encoder_
+        raw_means = torch.as_tensor(
+            self._encode_mean(Xs, encode=encoder.encoder), dtype=torch.float32
+        )
+        encoder.set_statistics(raw_means.to(Xs.device))
+        with torch.inference_mode():
+            latents = encoder.standardize(raw_means.to(Xs.device))
+        return latents.cpu().numpy().astype(np.float64)
 
     # --------------------------------------------------------------- losses
     def _reconstruction_loss(self, x, z):

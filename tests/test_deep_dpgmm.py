@@ -313,6 +313,9 @@ def test_e_step_sees_exactly_standardised_codes():
     assert encoder.running_var.item() == pytest.approx(np.mean(raw.var(axis=0)), rel=1e-5)
     Z = model.transform(X).astype(np.float64)
     np.testing.assert_allclose(Z.mean(axis=0), 0, atol=1e-4)
+    # The E-step standardises its one pass of raw means exactly as the encoder does.
+    Xs = torch.as_tensor(model._scale(X))
+    np.testing.assert_array_equal(model._e_step_latents(Xs), model._encode_mean(Xs))
 
 
 def test_auto_cluster_scale_grows_with_the_rows_the_mixture_sees():

@@ -58,6 +58,10 @@ class StandardizedGaussianEncoder(nn.Module):
         self.running_mean.copy_(raw_means.mean(dim=0))
         self.running_var.copy_(raw_means.var(dim=0, unbiased=False).mean())
 
+    def standardize(self, mean):
+        """Standardise raw latent means with the running statistics."""
+        return (mean - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
+
     def forward(self, x):
         mean, log_var = self.encoder(x)
         if self.training and mean.shape[0] > 1:
