@@ -10,6 +10,13 @@ records, on all the training codes,
   settings (for DeepDPGMMClusterer: a new Ward start and Dirichlet process),
   which tells whether a change in the count comes from the codes or from the
   warm-started refit;
+- the accuracy of a Gaussian mixture started from the true classes (one
+  component per class, at the class means and covariances) and run to
+  convergence, and its mean log-likelihood minus that of the same mixture
+  started by k-means. A class-started accuracy well above the fresh one means
+  the codes hold a mixture optimum aligned with the classes; with a gap near
+  or above zero a better start could find it, with a clearly negative gap the
+  likelihood itself prefers another partition, so the codes must change;
 - the shape of the latent space: its effective dimension (the participation
   ratio of the covariance spectrum, ``history_["latent_effective_dim"]``) and
   the share of the variance along the largest principal direction.
@@ -31,6 +38,7 @@ import json
 import time
 
 import numpy as np
+from sklearn.mixture import GaussianMixture
 
 from skdiffclust import ClusterDDPM, DeepDPGMMClusterer
 from skdiffclust._base import effective_dimension
@@ -40,6 +48,29 @@ from .measure import clustering_scores
 from .registry import DATASETS, TINY_DEEP_PARAMS, load_dataset
 
 ESTIMATORS = {"ClusterDDPM": ClusterDDPM, "DeepDPGMM": DeepDPGMMClusterer}
+
+
+def class_started_mixture(Z, y, covariance_type, seed):
+    """Accuracy of a Gaussian mixture started from the classes ``y`` on codes ``Z``,
+    and its mean log-likelihood minus that of the same mixture started by k-means."""
+    classes = np.unique(y)
+    weights = np.array([np.mean(y == c) for c in classes])
+    means = np.stack([Z[y == c].mean(axis=0) for c in classes])
+    reg = 1e-6 * np.var(Z, axis=0).mean()  # GaussianMixture's reg_covar, relative to Z
+    if covariance_type == "full":
+        eye = np.eye(Z.shape[1])
+        precisions = np.stack(
+            [np.linalg.inv(np.cov(Z[y == c], rowvar=False) + reg * eye) for c in classes]
+        )
+    else:
+        precisions = np.stack([1.0 / (np.var(Z[y == c], axis=0) + reg) for c in classes])
+    settings = dict(n_components=len(classes), covariance_type=covariance_type, reg_covar=reg)
+    started = GaussianMixture(
+        weights_init=weights, means_init=means, precisions_init=precisions, **settings
+    ).fit(Z)
+    by_kmeans = GaussianMixture(random_state=seed, **settings).fit(Z)
+    acc = clustering_scores(y, started.predict(Z))["acc"]
+    return acc, started.score(Z) - by_kmeans.score(Z)
 
 
 def traced(estimator_class, y, rows, seed):
@@ -53,6 +84,9 @@ def traced(estimator_class, y, rows, seed):
             eigenvalues = np.linalg.eigvalsh(np.cov(Z.astype(np.float64), rowvar=False))
             own = clustering_scores(y, mixture.predict(Z))
             new = clustering_scores(y, fresh.predict(Z))
+            class_acc, log_likelihood_gap = class_started_mixture(
+                Z, y, self._mixture_params()["covariance_type"], seed
+            )
             rows.append(
                 {
                     "step": len(history["n_clusters"]) - 1,
@@ -62,6 +96,8 @@ def traced(estimator_class, y, rows, seed):
                     "ari": own["ari"],
                     "fresh clusters": new["n_clusters_found"],
                     "fresh acc": new["acc"],
+                    "class-started acc": class_acc,
+                    "its log-lik gap": log_likelihood_gap,
                     "effective dim": effective_dimension(Z),
                     "top direction": eigenvalues[-1] / eigenvalues.sum(),
                 }

@@ -101,9 +101,11 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     clustering_weight : float, default=1.0
         Weight of the clustering loss against the reconstruction loss (squared
         error summed over features). It is what makes clusters merge during
-        training, but it easily overshoots: on digits, 2 ended with 8, 5 and 11
-        clusters on seeds 0, 1 and 2, and 3 (with 50 pretraining epochs) with
-        3 to 5.
+        training, and it easily overshoots. On digits (seeds 0 to 2, other
+        parameters at their defaults): 0 gave accuracy 0.800, 0.771 and 0.869
+        (10 clusters each), 1 gave 0.874, 0.910 and 0.871 (10 each), 2 gave
+        0.879, 0.730 and 0.880 (10, 8 and 10 clusters) and 3 gave 0.295, 0.422
+        and 0.702 (3, 5 and 8 clusters).
 
     spread_weight : float, default=1.0
         Weight of a penalty, in the network step, on the batch's standardised

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.datasets import make_blobs
 
 # The harness lives next to the package, not in it; pytest's ``pythonpath``
 # setting in pyproject.toml puts the repository root on the path.
@@ -102,6 +103,7 @@ def test_em_trajectory_follows_the_fit(method, capsys):
     for row in rows:
         assert 0 <= row["acc"] <= 1 and 0 < row["top direction"] <= 1
         assert row["fresh clusters"] >= 1
+        assert 0 <= row["class-started acc"] <= 1 and np.isfinite(row["its log-lik gap"])
     # The subclass keeps the estimator's name and parameters.
     assert type(model).__name__ == method.replace("DeepDPGMM", "DeepDPGMMClusterer")
     assert model.get_params()["n_iter"] == 3
@@ -112,3 +114,18 @@ def test_em_trajectory_follows_the_fit(method, capsys):
     output = capsys.readouterr().out
     assert len(printed) == 2
     assert "| step | clusters | acc |" in output
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_class_started_mixture(covariance_type):
+    from benchmarks.em_trajectory import class_started_mixture
+
+    Z, y = make_blobs(n_samples=300, centers=3, cluster_std=0.5, random_state=0)
+    # Classes that are the blobs: the class start and k-means reach the same optimum.
+    acc, gap = class_started_mixture(Z, y, covariance_type, seed=0)
+    assert acc == 1.0 and abs(gap) < 1e-6
+    # Classes unrelated to the blobs: no mixture optimum follows them, and the
+    # optimum the class start falls into is no more likely than k-means' one.
+    y_random = np.random.RandomState(0).randint(3, size=len(y))
+    acc, gap = class_started_mixture(Z, y_random, covariance_type, seed=0)
+    assert acc < 0.5 and gap <= 1e-6
