@@ -3,9 +3,11 @@
 Each entry is an unfitted estimator with tiny networks and few epochs, so that
 the whole of ``test_common.py`` runs in a few minutes on two CPU cores.
 Estimators append their own instances here. :func:`blobs` is the small data
-set the test files share.
+set the test files share; :func:`with_covariance` builds data of an exact
+covariance.
 """
 
+import numpy as np
 from sklearn.datasets import make_blobs
 
 from skdiffclust import ClusterDDPM, DeepDPGMMClusterer
@@ -63,3 +65,10 @@ def blobs(n_samples=60, n_features=4, random_state=0):
         cluster_std=0.5,
         random_state=random_state,
     )
+
+
+def with_covariance(Z, covariance):
+    """``Z`` moved linearly so that its (unbiased) sample covariance is exactly ``covariance``."""
+    Z = Z - Z.mean(axis=0)
+    white = Z @ np.linalg.inv(np.linalg.cholesky(np.cov(Z, rowvar=False))).T
+    return white @ np.linalg.cholesky(covariance).T

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from _estimators import ESTIMATORS, blobs, estimator_id
+from _estimators import ESTIMATORS, blobs, estimator_id, with_covariance
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -587,23 +587,16 @@ def test_e_step_subsample_smaller_than_the_mixture_is_rejected(estimator):
 
 
 # ------------------------------------------------------------ latent diagnostics
-def _with_covariance(Z, covariance):
-    """``Z`` moved linearly so that its sample covariance is exactly ``covariance``."""
-    Z = Z - Z.mean(axis=0)
-    white = Z @ np.linalg.inv(np.linalg.cholesky(np.cov(Z, rowvar=False))).T
-    return white @ np.linalg.cholesky(covariance).T
-
-
 def test_effective_dimension_is_the_participation_ratio_of_the_spectrum():
     from skdiffclust._base import effective_dimension
 
     rng = np.random.RandomState(0)
-    assert effective_dimension(_with_covariance(rng.randn(50, 5), np.eye(5))) == pytest.approx(5)
+    assert effective_dimension(with_covariance(rng.randn(50, 5), np.eye(5))) == pytest.approx(5)
     # Principal variances 3 and 1, rotated by 30 degrees: 4**2 / (9 + 1).
     c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
     rotation = np.array([[c, -s], [s, c]])
     covariance = rotation @ np.diag([3.0, 1.0]) @ rotation.T
-    assert effective_dimension(_with_covariance(rng.randn(50, 2), covariance)) == pytest.approx(1.6)
+    assert effective_dimension(with_covariance(rng.randn(50, 2), covariance)) == pytest.approx(1.6)
     # All the variance along one direction.
     line = rng.randn(50, 1) * np.array([[1.0, -2.0, 0.5]])
     assert effective_dimension(line) == pytest.approx(1)

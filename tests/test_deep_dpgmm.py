@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _estimators import with_covariance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, stats
@@ -235,11 +236,8 @@ def _small_model(**params):
 
 def _batch_with_covariance(covariance, n_samples=64, seed=0):
     """A batch whose unbiased sample covariance is exactly ``covariance``."""
-    rng = np.random.RandomState(seed)
-    Z = rng.randn(n_samples, len(covariance))
-    Z -= Z.mean(axis=0)
-    Z = Z @ np.linalg.inv(np.linalg.cholesky(np.cov(Z, rowvar=False))).T
-    return torch.as_tensor(Z @ np.linalg.cholesky(covariance).T)
+    Z = np.random.RandomState(seed).randn(n_samples, len(covariance))
+    return torch.as_tensor(with_covariance(Z, covariance))
 
 
 def test_spread_penalty_is_zero_for_identity_covariance_and_counts_folding():
