@@ -22,7 +22,7 @@ records, on all the training codes,
   the share of the variance along the largest principal direction.
 
 The estimator runs its normal ``fit`` (one optimiser, one loop); the rows are
-recorded by a subclass that extends its E-step.
+recorded by a :class:`~skdiffclust.callbacks.Callback` after each E-step.
 
 Usage::
 
@@ -36,13 +36,16 @@ Prints a Markdown table.
 import argparse
 import json
 import time
+import warnings
 
 import numpy as np
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from skdiffclust import ClusterDDPM, DeepDPGMMClusterer
-from skdiffclust._base import effective_dimension
-from skdiffclust._mixture import fit_mixture, make_mixture
+from skdiffclust.callbacks import Callback
+from skdiffclust.metrics import effective_dimension
 
 from .measure import clustering_scores
 from .registry import DATASETS, TINY_DEEP_PARAMS, load_dataset
@@ -73,39 +76,53 @@ def class_started_mixture(Z, y, covariance_type, seed):
     return acc, started.score(Z) - by_kmeans.score(Z)
 
 
-def traced(estimator_class, y, rows, seed):
-    """A subclass of ``estimator_class`` that appends a row to ``rows`` after each E-step."""
+class TrajectoryRecorder(Callback):
+    """Appends a row to ``rows`` after each E-step (see the module's docstring).
 
-    class Traced(estimator_class):
-        def _e_step(self, mixture, Xs, history, random_state, max_iter):
-            mixture = super()._e_step(mixture, Xs, history, random_state, max_iter)
-            Z = self._encode_mean(Xs)
-            fresh = fit_mixture(make_mixture(random_state=seed, **self._mixture_params()), Z)
-            eigenvalues = np.linalg.eigvalsh(np.cov(Z.astype(np.float64), rowvar=False))
-            own = clustering_scores(y, mixture.predict(Z))
-            new = clustering_scores(y, fresh.predict(Z))
-            class_acc, log_likelihood_gap = class_started_mixture(
-                Z, y, self._mixture_params()["covariance_type"], seed
-            )
-            rows.append(
-                {
-                    "step": len(history["n_clusters"]) - 1,
-                    "clusters": own["n_clusters_found"],
-                    "acc": own["acc"],
-                    "nmi": own["nmi"],
-                    "ari": own["ari"],
-                    "fresh clusters": new["n_clusters_found"],
-                    "fresh acc": new["acc"],
-                    "class-started acc": class_acc,
-                    "its log-lik gap": log_likelihood_gap,
-                    "effective dim": effective_dimension(Z),
-                    "top direction": eigenvalues[-1] / eigenvalues.sum(),
-                }
-            )
-            return mixture
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        The true classes of the training rows.
+    seed : int
+        Seed of the fresh mixture and of the k-means-started one.
+    """
 
-    Traced.__name__ = estimator_class.__name__
-    return Traced
+    #: Variational iterations of the fresh mixture fit.
+    fresh_max_iter = 200
+
+    def __init__(self, y, seed):
+        self.y = y
+        self.seed = seed
+        self.rows = []
+
+    def on_e_step_end(self, estimator, *, iteration, latents, mixture, n_clusters):
+        Z, y = latents, self.y
+        # A clone is unfitted: its fit starts afresh, as the first E-step did.
+        fresh = clone(mixture).set_params(max_iter=self.fresh_max_iter, random_state=self.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fresh.fit(Z)
+        eigenvalues = np.linalg.eigvalsh(np.cov(Z, rowvar=False))
+        own = clustering_scores(y, mixture.predict(Z))
+        new = clustering_scores(y, fresh.predict(Z))
+        class_acc, log_likelihood_gap = class_started_mixture(
+            Z, y, mixture.covariance_type, self.seed
+        )
+        self.rows.append(
+            {
+                "step": iteration,
+                "clusters": own["n_clusters_found"],
+                "acc": own["acc"],
+                "nmi": own["nmi"],
+                "ari": own["ari"],
+                "fresh clusters": new["n_clusters_found"],
+                "fresh acc": new["acc"],
+                "class-started acc": class_acc,
+                "its log-lik gap": log_likelihood_gap,
+                "effective dim": effective_dimension(Z),
+                "top direction": eigenvalues[-1] / eigenvalues.sum(),
+            }
+        )
 
 
 def trajectory(method, dataset, seed, params, tiny=False):
@@ -115,14 +132,13 @@ def trajectory(method, dataset, seed, params, tiny=False):
     (under ``params``), for a smoke test.
     """
     X, y = load_dataset(dataset, tiny=tiny)
-    rows = []
-    estimator_class = traced(ESTIMATORS[method], y, rows, seed)
+    recorder = TrajectoryRecorder(y, seed)
     if tiny:
         params = {**TINY_DEEP_PARAMS, **params}
     if method == "ClusterDDPM":
         params = {"n_clusters": len(np.unique(y)), **params}
-    model = estimator_class(random_state=seed, **params).fit(X)
-    return model, rows
+    model = ESTIMATORS[method](random_state=seed, callbacks=[recorder], **params).fit(X)
+    return model, recorder.rows
 
 
 def to_markdown(rows):

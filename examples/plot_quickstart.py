@@ -10,8 +10,8 @@ digits, and shows what each cluster contains.
 :class:`~skdiffclust.ClusterDDPM` is used like any scikit-learn clusterer:
 ``fit`` learns the clusters, ``labels_`` holds the cluster of every training
 sample and ``predict`` assigns new samples. Here it runs with its default
-settings (30 pretraining epochs, then 30 EM iterations), which takes from
-half a minute to a minute on two CPU cores.
+settings (100 pretraining epochs, then 30 EM iterations), which takes about
+half a minute to a minute and a half on two CPU cores.
 """
 
 # %%

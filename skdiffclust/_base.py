@@ -32,6 +32,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._mixture import (
+    INIT_PARAMS,
     TorchMixture,
     fit_mixture,
     make_mixture,
@@ -39,6 +40,9 @@ from ._mixture import (
     restricted_log_proba,
 )
 from ._threads import limited_torch_threads
+from .callbacks import Callback, PrintProgress
+from .metrics import effective_dimension
+from .nn import NetworkSpec, build_network
 
 #: Rows per forward pass at inference: large enough to keep the cores busy,
 #: small enough that memory stays bounded for any number of rows.
@@ -65,24 +69,6 @@ def _column_mean_std(X):
     for start in range(0, n_samples, _CHUNK_ROWS):
         squares += np.sum((X[start : start + _CHUNK_ROWS] / magnitude - mean) ** 2, axis=0)
     return mean * magnitude, np.sqrt(squares / n_samples) * magnitude
-
-
-def effective_dimension(Z):
-    """Participation ratio of the covariance spectrum of ``Z``, from 1 to n_features.
-
-    ``(sum of eigenvalues)**2 / sum of squared eigenvalues``: n_features when
-    the variance is spread evenly over all directions, 1 when it lies along a
-    single one. A drop during training means the codes are collapsing onto a
-    few directions.
-    """
-    if len(Z) < 2:
-        return float("nan")
-    eigenvalues = np.linalg.eigvalsh(np.cov(np.asarray(Z, dtype=np.float64), rowvar=False))
-    eigenvalues = np.clip(np.atleast_1d(eigenvalues), 0, None)
-    total = eigenvalues.sum()
-    if total == 0:
-        return float("nan")
-    return float(total**2 / np.sum(eigenvalues**2))
 
 
 def resolve_device(device):
@@ -124,6 +110,26 @@ def local_torch_seed(seed):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+#: Keys of ``history_``, each a list with one entry per epoch or per E-step.
+HISTORY_KEYS = (
+    "pretrain_loss",
+    "loss",
+    "n_clusters",
+    "latent_scale",
+    "latent_effective_dim",
+    "epoch_time",
+)
+
+#: How messages name the training stages.
+_STAGE_NAMES = {"pretrain": "pretraining epoch", "EM": "EM iteration"}
+
+
+def _notify(callbacks, event, estimator, **info):
+    """Call ``event`` on every callback."""
+    for callback in callbacks:
+        getattr(callback, event)(estimator, **info)
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -168,15 +174,19 @@ class BaseDeepClusterer(
 ):
     """Base class for the deep clusterers; not to be used directly.
 
-    Subclasses implement :meth:`_build_networks`, :meth:`_pretrain_loss`,
-    :meth:`_network_loss`, :meth:`_mixture_params` and declare the names of
-    their networks in ``_network_names``.
+    A subclass declares its networks in ``_network_roles`` (attribute name ->
+    role of :func:`skdiffclust.nn.build_network`) and implements
+    :meth:`_pretrain_loss`, :meth:`_network_loss` and :meth:`_mixture_params`.
+    It may override :meth:`_build_networks` (to wrap a network),
+    :meth:`_validate_method_params`, :meth:`_e_step_latents`,
+    :meth:`_learning_rate_param` and :meth:`_collapse_advice`.
     """
 
     _parameter_constraints = {
         "latent_dim": [Interval(Integral, 1, None, closed="left")],
         "hidden_dims": ["array-like"],
         "image_shape": ["array-like", None],
+        "conv_width": [Interval(Integral, 1, None, closed="left")],
         "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
         "n_iter": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
@@ -185,22 +195,28 @@ class BaseDeepClusterer(
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callbacks": [list, tuple, None],
         "e_step_max_samples": [Interval(Integral, 1, None, closed="left"), None],
-        "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data", "ward"})],
+        "init_params": [StrOptions(set(INIT_PARAMS))],
         "warm_start": ["boolean"],
     }
 
-    _network_names = ()
+    #: Fitted network attributes (without the trailing underscore) -> role.
+    _network_roles = {}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
+    @property
+    def _network_names(self):
+        return tuple(self._network_roles)
+
     # ------------------------------------------------------------------ hooks
-    @abstractmethod
-    def _build_networks(self, n_features):
-        """Return a dict ``name -> nn.Module`` (names from ``_network_names``)."""
+    def _build_networks(self, spec):
+        """Return a dict ``name -> nn.Module`` built from the :class:`NetworkSpec`."""
+        return {name: build_network(role, spec) for name, role in self._network_roles.items()}
 
     @abstractmethod
     def _pretrain_loss(self, x):
@@ -216,6 +232,23 @@ class BaseDeepClusterer(
 
     def _validate_method_params(self, n_samples, n_features):
         """Checks that need the data or span several parameters; override to extend."""
+
+    def _learning_rate_param(self, stage):
+        """Name of the parameter that holds Adam's learning rate in ``stage``
+        (``"pretrain"`` or ``"EM"``)."""
+        return "learning_rate"
+
+    def _collapse_advice(self):
+        """What to change when the latent codes collapse during EM."""
+        return "Use fewer n_iter or a lower learning_rate."
+
+    def _conv_width(self):
+        """The width of the first convolution level (a hook for deprecated names)."""
+        return self.conv_width
+
+    def _record_fitted_params(self):
+        """Record, as fitted attributes, the parameters that inference reads
+        (beyond the networks' architecture), when a new fit starts."""
 
     def _encode(self, x):
         """``(mean, log_var)`` of q(z|x) for a batch of scaled inputs."""
@@ -242,13 +275,39 @@ class BaseDeepClusterer(
             )
         return X
 
-    def _check_data_params(self, X):
+    def _network_spec(self, n_features):
+        """The :class:`NetworkSpec` of the current parameters for ``n_features`` inputs."""
+        image_shape = None
+        if self.image_shape is not None:
+            image_shape = _resolve_image_shape(self.image_shape, n_features)
+        return NetworkSpec(
+            n_features=n_features,
+            latent_dim=int(self.latent_dim),
+            hidden_dims=_check_int_tuple(self.hidden_dims, "hidden_dims"),
+            image_shape=image_shape,
+            conv_width=int(self._conv_width()),
+        )
+
+    def _check_callbacks(self):
+        callbacks = list(self.callbacks or ())
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(
+                    "callbacks must be instances of skdiffclust.callbacks.Callback, got "
+                    f"{type(callback).__name__}."
+                )
+        if self.verbose:
+            callbacks.append(PrintProgress())
+        return callbacks
+
+    def _check_data_params(self, X, continuing):
+        """Validate the parameters against the data; record the architecture
+        of a new fit as ``network_spec_``."""
         n_samples, n_features = X.shape
-        self._hidden_dims = _check_int_tuple(self.hidden_dims, "hidden_dims")
-        if self.image_shape is None:
-            self._image_shape = None
-        else:
-            self._image_shape = _resolve_image_shape(self.image_shape, n_features)
+        spec = self._network_spec(n_features)
+        if not continuing:
+            self.network_spec_ = spec
+            self._record_fitted_params()
         self._validate_method_params(n_samples, n_features)
         n_components = self._mixture_params()["n_components"]
         if self.e_step_max_samples is not None and self.e_step_max_samples < n_components:
@@ -256,6 +315,7 @@ class BaseDeepClusterer(
                 f"e_step_max_samples={self.e_step_max_samples} should be >= the number of "
                 f"mixture components ({n_components})."
             )
+        return self._check_callbacks()
 
     def _fit_scaling(self, X):
         # Offsets and scales are computed on pre-scaled chunks, so that neither
@@ -330,7 +390,7 @@ class BaseDeepClusterer(
         progress = {"initial": None, "checkpoint": None}
         try:
             X = self._validate_X(X, reset=not continuing, fitting=True)
-            self._check_data_params(X)
+            callbacks = self._check_data_params(X, continuing)
             device = resolve_device(self.device)
             random_state = check_random_state(self.random_state)
             seed = int(random_state.randint(np.iinfo(np.int32).max))
@@ -338,7 +398,7 @@ class BaseDeepClusterer(
                 self._fit_scaling(X)
             Xs = torch.from_numpy(self._scale(X)).to(device)
             with local_torch_seed(seed), limited_torch_threads():
-                self._fit_loop(Xs, device, random_state, continuing, progress)
+                self._fit_loop(Xs, device, random_state, continuing, progress, callbacks)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt) and progress["checkpoint"] is not None:
                 # Keep the last completed iteration, so that the estimator is
@@ -353,71 +413,104 @@ class BaseDeepClusterer(
                 self.__dict__.clear()
                 self.__dict__.update(previous_state)
             raise
+        _notify(callbacks, "on_fit_end", self)
         return self
 
-    def _fit_loop(self, Xs, device, random_state, continuing, progress):
-        """The training loop; ``progress`` receives the checkpoints."""
-        verbose = self.verbose
+    def _fit_loop(self, Xs, device, random_state, continuing, progress, callbacks):
+        """Pretraining, then the EM iterations; ``progress`` receives the checkpoints."""
         if continuing:
             networks = {name: getattr(self, name + "_").to(device) for name in self._network_names}
             history = copy.deepcopy(self.history_)
             mixture = copy.deepcopy(self.mixture_)
         else:
-            networks = self._build_networks(Xs.shape[1])
+            networks = self._build_networks(self.network_spec_)
             networks = {name: net.to(device) for name, net in networks.items()}
-            history = {
-                "pretrain_loss": [],
-                "loss": [],
-                "n_clusters": [],
-                "latent_scale": [],
-                "latent_effective_dim": [],
-                "epoch_time": [],
-            }
+            history = {key: [] for key in HISTORY_KEYS}
             mixture = None
         self._set_networks(networks)
         params = [p for net in networks.values() for p in net.parameters()]
         optimizer = torch.optim.Adam(params, lr=self.learning_rate)
         if continuing:
             progress["initial"] = progress["checkpoint"] = self._checkpoint(mixture, history)
-
+        _notify(callbacks, "on_fit_begin", self, n_samples=len(Xs), continuing=continuing)
         if not continuing:
-            for epoch in range(self.pretrain_epochs):
-                start = time.perf_counter()
-                loss = self._run_epoch(Xs, self._pretrain_loss, optimizer, "pretraining", epoch)
-                history["pretrain_loss"].append(loss)
-                history["epoch_time"].append(time.perf_counter() - start)
-                self._report(verbose, "pretrain", epoch, self.pretrain_epochs, loss, start)
-            mixture = make_mixture(
-                random_state=random_state.randint(np.iinfo(np.int32).max),
-                **self._mixture_params(),
-            )
-            mixture = self._e_step(mixture, Xs, history, random_state, max_iter=None)
+            mixture = self._pretrain(Xs, optimizer, history, random_state, callbacks)
             progress["checkpoint"] = self._checkpoint(mixture, history)
+        self._em_iterations(
+            Xs, device, mixture, optimizer, history, random_state, progress, callbacks
+        )
+        self._restore(progress["checkpoint"], Xs, device)
 
+    def _pretrain(self, Xs, optimizer, history, random_state, callbacks):
+        """The pretraining epochs and the first E-step; returns the mixture."""
+        for epoch in range(self.pretrain_epochs):
+            loss, seconds = self._timed_epoch(
+                Xs,
+                self._pretrain_loss,
+                optimizer,
+                "pretrain",
+                epoch,
+                self.pretrain_epochs,
+                callbacks,
+            )
+            history["pretrain_loss"].append(loss)
+            history["epoch_time"].append(seconds)
+            _notify(
+                callbacks,
+                "on_epoch_end",
+                self,
+                stage="pretrain",
+                epoch=epoch,
+                n_epochs=self.pretrain_epochs,
+                loss=loss,
+                seconds=seconds,
+            )
+        mixture = make_mixture(
+            random_state=random_state.randint(np.iinfo(np.int32).max),
+            **self._mixture_params(),
+        )
+        return self._e_step(mixture, Xs, history, random_state, None, 0, callbacks)
+
+    def _em_iterations(
+        self, Xs, device, mixture, optimizer, history, random_state, progress, callbacks
+    ):
+        """``n_iter`` iterations of a network epoch against the fixed mixture, then an E-step."""
         for group in optimizer.param_groups:
-            group["lr"] = self._em_learning_rate()
+            group["lr"] = getattr(self, self._learning_rate_param("EM"))
+        done = len(history["loss"])
         for iteration in range(self.n_iter):
-            start = time.perf_counter()
             torch_mixture = TorchMixture.from_sklearn(mixture, device)
-            loss = self._run_epoch(
+            start = time.perf_counter()
+            loss, _ = self._timed_epoch(
                 Xs,
                 lambda x, mixture=torch_mixture: self._network_loss(x, mixture),
                 optimizer,
-                "EM iteration",
-                iteration,
-            )
-            history["loss"].append(loss)
-            mixture = self._e_step(
-                mixture, Xs, history, random_state, max_iter=self._e_step_max_iter
-            )
-            history["epoch_time"].append(time.perf_counter() - start)
-            self._report(
-                verbose,
                 "EM",
                 iteration,
                 self.n_iter,
-                loss,
-                start,
+                callbacks,
+            )
+            history["loss"].append(loss)
+            mixture = self._e_step(
+                mixture,
+                Xs,
+                history,
+                random_state,
+                self._e_step_max_iter,
+                done + iteration + 1,
+                callbacks,
+            )
+            seconds = time.perf_counter() - start
+            history["epoch_time"].append(seconds)
+            _notify(
+                callbacks,
+                "on_epoch_end",
+                self,
+                stage="EM",
+                epoch=iteration,
+                n_epochs=self.n_iter,
+                loss=loss,
+                seconds=seconds,
                 n_clusters=history["n_clusters"][-1],
             )
             if self._latent_collapsed(history["latent_scale"]):
@@ -428,14 +521,12 @@ class BaseDeepClusterer(
                     f"iteration {iteration + 1} (their spread fell below "
                     f"{self._collapse_ratio:.0%} of its value after pretraining); "
                     f"training stopped and the estimator keeps its state after "
-                    f"{kept} EM iterations. Lower kl_weight or em_learning_rate, "
-                    "or use fewer n_iter.",
+                    f"{kept} EM iterations. {self._collapse_advice()}",
                     ConvergenceWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )
                 break
             progress["checkpoint"] = self._checkpoint(mixture, history)
-        self._restore(progress["checkpoint"], Xs, device)
 
     #: Variational iterations of each warm-started E-step refit.
     _e_step_max_iter = 20
@@ -451,11 +542,19 @@ class BaseDeepClusterer(
     def _latent_collapsed(self, latent_scale):
         return latent_scale[-1] < self._collapse_ratio * latent_scale[0]
 
-    def _em_learning_rate(self):
-        """Adam's learning rate for the EM iterations."""
-        return self.learning_rate
+    def _divergence_advice(self, stage):
+        name = self._learning_rate_param(stage)
+        return f"Lower {name} (now {getattr(self, name)}) or check the scale of X."
 
-    def _run_epoch(self, Xs, loss_fn, optimizer, stage, epoch):
+    def _timed_epoch(self, Xs, loss_fn, optimizer, stage, epoch, n_epochs, callbacks):
+        """One epoch of ``loss_fn`` with the callbacks' ``on_epoch_begin``;
+        returns the mean loss and the seconds it took."""
+        _notify(callbacks, "on_epoch_begin", self, stage=stage, epoch=epoch, n_epochs=n_epochs)
+        start = time.perf_counter()
+        loss = self._run_epoch(Xs, loss_fn, optimizer, stage, epoch, callbacks)
+        return loss, time.perf_counter() - start
+
+    def _run_epoch(self, Xs, loss_fn, optimizer, stage, epoch, callbacks=()):
         n_samples = Xs.shape[0]
         for net in self._networks().values():
             net.train()
@@ -464,33 +563,39 @@ class BaseDeepClusterer(
             batches = batches[:-1]  # a batch of one breaks batch normalisation
         total, count = 0.0, 0
         for idx in batches:
+            _notify(callbacks, "on_batch_begin", self, stage=stage, batch_size=len(idx))
             loss = loss_fn(Xs[idx])
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
-                    f"Training diverged: the loss became {loss.item()} during {stage} "
-                    f"{epoch + 1}. Lower the learning rate (now "
-                    f"{optimizer.param_groups[0]['lr']}) or check the scale of X. "
+                    f"Training diverged: the loss became {loss.item()} during "
+                    f"{_STAGE_NAMES[stage]} {epoch + 1}. {self._divergence_advice(stage)} "
                     "The estimator was left as before this fit."
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(idx)
+            batch_loss = loss.item()
+            total += batch_loss * len(idx)
             count += len(idx)
+            _notify(
+                callbacks, "on_batch_end", self, stage=stage, batch_size=len(idx), loss=batch_loss
+            )
         return total / count
 
     def _e_step_latents(self, Xs):
         """The latent codes the E-step fits its mixture on (float64 numpy)."""
         return self._encode_mean(Xs)
 
-    def _e_step(self, mixture, Xs, history, random_state, max_iter):
+    def _e_step(self, mixture, Xs, history, random_state, max_iter, iteration, callbacks):
+        """Refit ``mixture`` on the latent codes; ``iteration`` 0 is the E-step after
+        pretraining."""
         Z = self._e_step_latents(Xs)
         if not np.all(np.isfinite(Z)):
             # The last optimiser step can break the weights after a finite loss.
+            stage = "pretrain" if iteration == 0 else "EM"
             raise TrainingDivergedError(
-                "Training diverged: the latent codes became non-finite. Lower "
-                f"learning_rate (now {self.learning_rate}) or check the scale of X. "
-                "The estimator was left as before this fit."
+                "Training diverged: the latent codes became non-finite. "
+                f"{self._divergence_advice(stage)} The estimator was left as before this fit."
             )
         Z_fit = Z
         if self.e_step_max_samples is not None and len(Z) > self.e_step_max_samples:
@@ -498,21 +603,21 @@ class BaseDeepClusterer(
         mixture = fit_mixture(
             mixture, Z_fit, max_iter=max_iter, keep_all_components=self._keep_all_components
         )
-        history["n_clusters"].append(len(occupied_components(mixture, Z)))
+        n_clusters = len(occupied_components(mixture, Z))
+        history["n_clusters"].append(n_clusters)
         history["latent_scale"].append(float(np.sqrt(np.mean(np.var(Z, axis=0)))))
         # Absent from the history of models fitted before it was recorded.
         history.setdefault("latent_effective_dim", []).append(effective_dimension(Z))
-        return mixture
-
-    def _report(self, verbose, stage, epoch, n_epochs, loss, start, n_clusters=None):
-        if not verbose:
-            return
-        extra = "" if n_clusters is None else f", clusters {n_clusters}"
-        print(
-            f"[{type(self).__name__}] {stage} {epoch + 1}/{n_epochs}: "
-            f"loss {loss:.4f}{extra}, {time.perf_counter() - start:.2f}s",
-            flush=True,
+        _notify(
+            callbacks,
+            "on_e_step_end",
+            self,
+            iteration=iteration,
+            latents=Z,
+            mixture=mixture,
+            n_clusters=n_clusters,
         )
+        return mixture
 
     def _networks(self):
         return {name: getattr(self, name + "_") for name in self._network_names}
@@ -636,7 +741,9 @@ class BaseDeepClusterer(
 
     @property
     def _n_features_out(self):
-        return self.latent_dim
+        # Raises AttributeError before fit, which get_feature_names_out turns
+        # into NotFittedError.
+        return self.network_spec_.latent_dim
 
     # -------------------------------------------------------------- sampling
     def _sample_latents(self, n_samples, cluster, random_state):
@@ -716,8 +823,11 @@ class BaseDeepClusterer(
             return
         # Build on the meta device (no RNG use, no memory), then load the
         # weights with torch's safe loader.
+        spec = getattr(self, "network_spec_", None)
+        if spec is None:  # pickled by version 0.1.0, which did not record it
+            spec = self._network_spec(self.n_features_in_)
         with torch.device("meta"):
-            networks = self._build_networks(self.n_features_in_)
+            networks = self._build_networks(spec)
         device = torch.device("cpu")
         for name, blob in pending.items():
             weights = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)

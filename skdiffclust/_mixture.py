@@ -18,6 +18,10 @@ from sklearn.metrics import pairwise_distances_argmin
 from sklearn.mixture import BayesianGaussianMixture
 from sklearn.utils._param_validation import StrOptions
 
+#: How the first E-step's mixture can be started: Ward's agglomerative
+#: clustering of the codes, or one of BayesianGaussianMixture's own options.
+INIT_PARAMS = ("ward", "kmeans", "k-means++", "random", "random_from_data")
+
 #: Variational iterations of a full (not warm-started) mixture fit.
 FULL_FIT_MAX_ITER = 200
 
@@ -53,7 +57,7 @@ class LatentMixture(BayesianGaussianMixture):
 
     _parameter_constraints = {
         **BayesianGaussianMixture._parameter_constraints,
-        "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data", "ward"})],
+        "init_params": [StrOptions(set(INIT_PARAMS))],
     }
 
     def _initialize_parameters(self, X, random_state, *args, **kwargs):
@@ -111,6 +115,98 @@ class TorchMixture:
             self.precisions_cholesky @ self.precisions_cholesky.transpose(1, 2)
         )
         return torch.diagonal(covariances, dim1=1, dim2=2)
+
+    @classmethod
+    def for_posterior(cls, mixture, device, components=None, dtype=torch.float64):
+        """The posterior of a fitted sklearn mixture, as sklearn computes it.
+
+        Unlike :meth:`from_sklearn`, whose ``log_weights`` are the normalised
+        point estimates of the weights (the prior of the network loss),
+        ``log_weights`` here hold every term of sklearn's
+        ``_estimate_weighted_log_prob`` that does not depend on ``z``: for a
+        :class:`~sklearn.mixture.BayesianGaussianMixture`, the expected log
+        weight and the Wishart expectations of the precision. :meth:`log_proba`
+        then equals :func:`restricted_log_proba` over the same components.
+
+        Parameters
+        ----------
+        mixture : GaussianMixture or BayesianGaussianMixture
+            Fitted, with ``covariance_type`` ``"diag"`` or ``"full"``.
+        device : str or torch.device
+        components : array-like of int, default=None
+            Components to keep (all by default).
+        dtype : torch.dtype, default=torch.float64
+            float64 reproduces sklearn's argmax; float32 is twice as fast
+            and may differ on near ties.
+
+        Returns
+        -------
+        view : TorchMixture
+        """
+        view = cls.from_sklearn(mixture, device, components=components, dtype=dtype)
+        keep = slice(None) if components is None else np.asarray(components)
+        prec_chol = mixture.precisions_cholesky_[keep]
+        if mixture.covariance_type == "full":
+            prec_chol = np.diagonal(prec_chol, axis1=1, axis2=2)
+        log_det = np.sum(np.log(prec_chol), axis=1)
+        # At a component's own mean its Mahalanobis term is zero, so sklearn's
+        # weighted log-probability there is the constant sought plus the
+        # Gaussian normaliser, whatever the kind of mixture.
+        at_means = np.diagonal(mixture._estimate_weighted_log_prob(mixture.means_))[keep]
+        n_dims = mixture.means_.shape[1]
+        constant = at_means + 0.5 * n_dims * np.log(2 * np.pi) - log_det
+        view.log_weights = torch.as_tensor(constant, dtype=dtype, device=view.means.device)
+        return view
+
+    #: Rows per block of :meth:`log_proba`: the block's temporaries stay in
+    #: cache, which is several times faster than one pass over all rows.
+    _posterior_batch_size = 2048
+
+    def log_proba(self, z):
+        """Log posterior ``log p(k | z)`` over the components held, normalised.
+
+        The log joint ``log_weights_k + log N(z; m_k, S_k)`` of
+        :func:`~skdiffclust.losses.mixture_log_joint`, computed as matrix
+        products without its ``(n, K, d)`` temporaries, then a log-sum-exp
+        normalisation. ``"full"``: one ``(n, d) x (d, K d)`` product gives
+        ``L_k^T z`` for every component, minus ``L_k^T m_k``; ``"diag"``: the
+        expanded quadratic form ``z^2 p - 2 z (m p) + m^2 p`` (``p`` the
+        precisions) is one ``(n, 2 d) x (2 d, K)`` product. Differentiable.
+
+        Parameters
+        ----------
+        z : torch.Tensor or ndarray of shape (n_samples, n_dims)
+            Cast to the view's dtype and device.
+
+        Returns
+        -------
+        log_proba : torch.Tensor of shape (n_samples, n_components)
+        """
+        means, prec_chol = self.means, self.precisions_cholesky
+        z = torch.as_tensor(z, dtype=means.dtype, device=means.device)
+        n_components, n_dims = means.shape
+        if self.covariance_type == "diag":
+            precisions = prec_chol**2
+            weights = torch.cat([precisions.T, -2.0 * (means * precisions).T])
+            offset = torch.sum(means**2 * precisions, dim=1)
+        else:
+            # Column block k of ``weights`` is L_k, so z @ weights stacks L_k^T z.
+            weights = prec_chol.permute(1, 0, 2).reshape(n_dims, n_components * n_dims)
+            offset = torch.einsum("kd,kde->ke", means, prec_chol).reshape(-1)
+        constant = self.log_weights + self.log_det_precisions_cholesky
+        constant = constant - 0.5 * n_dims * np.log(2 * np.pi)
+        blocks = []
+        for start in range(0, z.shape[0], self._posterior_batch_size):
+            rows = z[start : start + self._posterior_batch_size]
+            if self.covariance_type == "diag":
+                mahalanobis = torch.cat([rows**2, rows], dim=1) @ weights + offset
+            else:
+                projected = (rows @ weights - offset).view(-1, n_components, n_dims)
+                mahalanobis = torch.sum(projected**2, dim=-1)
+            blocks.append(torch.log_softmax(constant - 0.5 * mahalanobis, dim=1))
+        if not blocks:
+            return z.new_empty((0, n_components))
+        return torch.cat(blocks)
 
 
 def make_mixture(
@@ -190,3 +286,19 @@ def restricted_log_proba(mixture, Z, components):
     log_joint = mixture._estimate_weighted_log_prob(Z)[:, components]
     log_norm = np.logaddexp.reduce(log_joint, axis=1, keepdims=True)
     return log_joint - log_norm
+
+
+def restricted_log_proba_torch(mixture, Z, components, device="cpu", dtype=torch.float64):
+    """:func:`restricted_log_proba` computed by torch on ``device``, as numpy.
+
+    For repeated calls with the same mixture (chunks of one ``predict``),
+    build :meth:`TorchMixture.for_posterior` once and call its
+    :meth:`~TorchMixture.log_proba` on each chunk.
+
+    Returns
+    -------
+    log_proba : ndarray of shape (n_samples, len(components)), dtype float64
+    """
+    view = TorchMixture.for_posterior(mixture, device, components=components, dtype=dtype)
+    with torch.inference_mode():
+        return view.log_proba(Z).cpu().numpy().astype(np.float64, copy=False)

@@ -2,25 +2,25 @@
 
 import copy
 import hashlib
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseDeepClusterer
 from ._mixture import TorchMixture
 from ._threads import limited_torch_threads
 from .diffusion import (
+    SAMPLERS,
     NoiseSchedule,
-    ancestral_sample,
-    ddim_sample,
+    reverse_diffusion,
     stratified_timesteps,
     variational_bound,
 )
 from .losses import mixture_kl, reparameterize
-from .nn import ConditionalUNet, ConvGaussianEncoder, GaussianEncoder, MLPDenoiser
 
 #: Number of features of the authors' MNIST images, the reference for ``kl_weight="auto"``.
 _REFERENCE_N_FEATURES = 784
@@ -90,8 +90,9 @@ class ClusterDDPM(BaseDeepClusterer):
 
     hidden_dims : tuple of int, default=(512, 512)
         Widths of the MLP encoder's hidden layers; the MLP denoiser has one
-        residual block per entry, of width ``hidden_dims[0]``. Used for the
-        encoder's dense head only when ``image_shape`` is given.
+        residual block per entry, of width ``hidden_dims[0]``. With
+        ``image_shape``, only the last entry is used, as the width of the
+        dense layer between the encoder's convolutions and the latent heads.
 
     image_shape : tuple of 3 int, default=None
         ``(C, H, W)``: treat each row of ``X`` as a flattened image and use the
@@ -99,9 +100,17 @@ class ClusterDDPM(BaseDeepClusterer):
         ``W`` work (inputs are padded to a multiple of 4). One entry may be -1,
         inferred from the number of features as in :func:`numpy.reshape`.
 
-    unet_width : int, default=32
-        Channels of the U-Net's first level (the authors' ``n_feat``, 64 in
-        their code); a multiple of 8. Used only with ``image_shape``.
+    conv_width : int, default=32
+        Channels of the first convolution level of the encoder and of the
+        U-Net (the authors' ``n_feat``, 64 in their code); a multiple of 8.
+        Used only with ``image_shape``. Wider networks fit images better and
+        train more slowly (about quadratically in the width).
+
+    unet_width : int, default="deprecated"
+        Former name of ``conv_width``.
+
+        .. deprecated:: 0.2
+            Use ``conv_width``; ``unet_width`` will be removed in 0.4.
 
     n_timesteps : int, default=400
         Number of diffusion steps ``T`` of the linear schedule from 1e-4 to 0.02.
@@ -118,10 +127,10 @@ class ClusterDDPM(BaseDeepClusterer):
         the latent code more informative. The more features, the more a noisy
         input still tells about its clean version, so the more skew is needed:
         ``"auto"`` is ``max(1, 3 sqrt(n_features / 64))``, 3 on the 64 features
-        of digits and 10.5 on 28x28 images. It was fitted on two data sets:
-        on digits 3 beat 1, 2 and 6; on MNIST-5k, 8 and 12 beat 1, 6 and 24
-        (a 10-NN classifier on the pretrained codes scored 0.69 at 1, 0.83 at
-        8 and 0.84 at 12).
+        of digits and 10.5 on 28x28 images. Set 1 for the authors' setting;
+        raise it when the codes carry too little of the data (the clusters
+        then follow noise). The user guide gives the measurements behind
+        ``"auto"``.
 
     condition_dropout : float, default=0.1
         Probability of zeroing the whole code ``z`` in a training step
@@ -130,8 +139,8 @@ class ClusterDDPM(BaseDeepClusterer):
 
     covariance_type : {"diag", "full"}, default="full"
         Covariance of the mixture components. The authors' is diagonal; full
-        covariances follow the elongated clusters of the latent space and
-        measured 2 to 8 points of accuracy better on digits.
+        covariances follow the elongated clusters of the latent space. Use
+        ``"diag"`` for the authors' setting or with a large ``latent_dim``.
 
     weight_concentration_prior_type : {"dirichlet_distribution", \
             "dirichlet_process"}, default="dirichlet_distribution"
@@ -147,21 +156,15 @@ class ClusterDDPM(BaseDeepClusterer):
         Ward's agglomerative clustering of the latent means (on a random subset
         of 5,000 of them for larger data); the others are those of
         :class:`~sklearn.mixture.BayesianGaussianMixture`. The mixture's fit
-        ends in the local optimum nearest its start, and on the pretrained
-        codes the optimum with the best likelihood is not the best clustering:
-        started from the true classes, a full-covariance mixture on
-        DeepDPGMMClusterer's codes of digits kept 0.954 accuracy, 10 random
-        starts found a better likelihood at 0.831. Ward's tree follows the
-        local structure of the codes; on digits (seeds 0 to 5, 30 pretraining
-        epochs) it gave a mean accuracy of 0.842, against 0.809 for k-means,
-        and raised the worst seed from 0.736 to 0.816.
+        ends in the local optimum nearest its start, and the likeliest optimum
+        is not always the best clustering: Ward's tree follows the local
+        structure of the codes, where k-means starts cut across it (see the
+        user guide).
 
     pretrain_epochs : int, default=100
-        Epochs of the plain denoising loss before the first E-step. On digits
-        (Ward start, seeds 0 to 5) 100 epochs gave a mean accuracy of 0.848,
-        against 0.842 for 30; on MNIST-5k, a 10-NN classifier on the
-        pretrained codes scored 0.92 after 100 epochs and 0.83 after 30. They
-        take most of the fit time.
+        Epochs of the plain denoising loss before the first E-step. They take
+        most of the fit time; fewer give codes that cluster worse, more help
+        on large or hard data.
 
     n_iter : int, default=30
         EM iterations, each one epoch of the M-step then an E-step.
@@ -174,9 +177,9 @@ class ClusterDDPM(BaseDeepClusterer):
 
     em_learning_rate : float, default=1e-4
         Adam's learning rate during the EM iterations. Ten times below
-        ``learning_rate``: at 1e-3 the clustering of digits swung between 0.70
-        and 0.86 accuracy from one iteration to the next, at 1e-4 it stays
-        within a point.
+        ``learning_rate``: larger steps make the clustering swing from one
+        iteration to the next; lower it if ``history_["n_clusters"]`` or the
+        labels jump between iterations.
 
     scaling : {"global", "feature"} or None, default="global"
         How ``X`` is scaled before training (the inverse is applied to
@@ -197,13 +200,19 @@ class ClusterDDPM(BaseDeepClusterer):
 
     verbose : int, default=0
         Print the loss, the number of occupied clusters and the time of each
-        epoch.
+        epoch (adds :class:`~skdiffclust.callbacks.PrintProgress` to the
+        callbacks).
+
+    callbacks : list of Callback, default=None
+        Observers of the training loop (:class:`~skdiffclust.callbacks.Callback`
+        instances), called after each epoch and each E-step with the losses,
+        the latent codes and the mixture.
 
     e_step_max_samples : int, default=None
         Fit the E-step's mixture on at most this many latent codes, a random
         subset drawn anew at each E-step; clusters are still predicted for
-        every sample. None (exact, the default) uses all. For very large data
-        sets: a warm refit on 100,000 codes takes about 4 s on 2 CPU cores.
+        every sample. None (exact, the default) uses all. Set it for very large
+        data sets, where the E-step's time grows with the number of rows.
 
     warm_start : bool, default=False
         If True and the estimator is fitted, :meth:`fit` skips pretraining and
@@ -229,6 +238,14 @@ class ClusterDDPM(BaseDeepClusterer):
 
     denoiser_ : torch.nn.Module
         The conditional noise predictor eps(x_t, z, t/T).
+
+    network_spec_ : NetworkSpec
+        The architecture the networks were built with (the input kind and
+        sizes), used to rebuild them when the model is loaded.
+
+    n_timesteps_ : int
+        The number of diffusion steps the model was trained with, used by
+        :meth:`sample` and :meth:`score_samples`.
 
     history_ : dict of lists
         ``"pretrain_loss"`` and ``"loss"`` (mean loss per epoch),
@@ -273,7 +290,10 @@ class ClusterDDPM(BaseDeepClusterer):
     _parameter_constraints = {
         **BaseDeepClusterer._parameter_constraints,
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        "unet_width": [Interval(Integral, 8, None, closed="left")],
+        "unet_width": [
+            Interval(Integral, 8, None, closed="left"),
+            Hidden(StrOptions({"deprecated"})),
+        ],
         "n_timesteps": [Interval(Integral, 1, None, closed="left")],
         "kl_weight": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "timestep_skew": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
@@ -286,7 +306,7 @@ class ClusterDDPM(BaseDeepClusterer):
         "em_learning_rate": [Interval(Real, 0, None, closed="neither")],
     }
 
-    _network_names = ("encoder", "denoiser")
+    _network_roles = {"encoder": "encoder", "denoiser": "denoiser"}
     _keep_all_components = True
 
     def __init__(
@@ -296,7 +316,8 @@ class ClusterDDPM(BaseDeepClusterer):
         latent_dim=16,
         hidden_dims=(512, 512),
         image_shape=None,
-        unet_width=32,
+        conv_width=32,
+        unet_width="deprecated",
         n_timesteps=400,
         kl_weight="auto",
         timestep_skew="auto",
@@ -314,6 +335,7 @@ class ClusterDDPM(BaseDeepClusterer):
         device="auto",
         random_state=None,
         verbose=0,
+        callbacks=None,
         e_step_max_samples=None,
         warm_start=False,
     ):
@@ -321,6 +343,7 @@ class ClusterDDPM(BaseDeepClusterer):
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
         self.image_shape = image_shape
+        self.conv_width = conv_width
         self.unet_width = unet_width
         self.n_timesteps = n_timesteps
         self.kl_weight = kl_weight
@@ -339,6 +362,7 @@ class ClusterDDPM(BaseDeepClusterer):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
         self.e_step_max_samples = e_step_max_samples
         self.warm_start = warm_start
 
@@ -346,24 +370,22 @@ class ClusterDDPM(BaseDeepClusterer):
     def _validate_method_params(self, n_samples, n_features):
         if n_samples < self.n_clusters:
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
-        if self.image_shape is not None and self.unet_width % 8:
+        if self.unet_width != "deprecated":
+            warnings.warn(
+                "unet_width was renamed conv_width in 0.2 and will be removed in 0.4; "
+                "use conv_width.",
+                FutureWarning,
+                stacklevel=5,
+            )
+        if self.image_shape is not None and self._conv_width() % 8:
             # The U-Net's group normalisation uses 8 groups.
-            raise ValueError(f"unet_width must be a multiple of 8, got {self.unet_width}.")
+            raise ValueError(f"conv_width must be a multiple of 8, got {self._conv_width()}.")
 
-    def _build_networks(self, n_features):
-        hidden_dims = tuple(self.hidden_dims)
-        if self.image_shape is None:
-            return {
-                "encoder": GaussianEncoder(n_features, hidden_dims, self.latent_dim),
-                "denoiser": MLPDenoiser(n_features, hidden_dims, self.latent_dim),
-            }
-        image_shape = self._image_shape  # resolved by the base, -1 inferred
-        return {
-            "encoder": ConvGaussianEncoder(
-                image_shape, self.latent_dim, self.unet_width, hidden_dims[-1]
-            ),
-            "denoiser": ConditionalUNet(image_shape, self.latent_dim, self.unet_width),
-        }
+    def _conv_width(self):
+        return self.conv_width if self.unet_width == "deprecated" else self.unet_width
+
+    def _record_fitted_params(self):
+        self.n_timesteps_ = int(self.n_timesteps)
 
     def _mixture_params(self):
         return {
@@ -375,17 +397,19 @@ class ClusterDDPM(BaseDeepClusterer):
         }
 
     def _schedule(self, device):
+        """The noise schedule of the fitted model on ``device`` (cached)."""
+        # Models pickled by version 0.1.0 did not record n_timesteps_.
+        n_timesteps = getattr(self, "n_timesteps_", self.n_timesteps)
         schedule = getattr(self, "_noise_schedule", None)
-        if (
-            schedule is None
-            or schedule.n_timesteps != self.n_timesteps
-            or schedule.betas.device != device
-        ):
-            schedule = self._noise_schedule = NoiseSchedule(self.n_timesteps, device)
+        if schedule is None or schedule.n_timesteps != n_timesteps or schedule.device != device:
+            schedule = self._noise_schedule = NoiseSchedule(n_timesteps, device)
         return schedule
 
-    def _em_learning_rate(self):
-        return self.em_learning_rate
+    def _learning_rate_param(self, stage):
+        return "em_learning_rate" if stage == "EM" else "learning_rate"
+
+    def _collapse_advice(self):
+        return "Lower kl_weight or em_learning_rate, or use fewer n_iter."
 
     def _effective_kl_weight(self):
         if self.kl_weight == "auto":
@@ -473,7 +497,7 @@ class ClusterDDPM(BaseDeepClusterer):
         device = self._inference_device()
         schedule = self._schedule(device)
         mixture = TorchMixture.from_sklearn(self.mixture_, device, dtype=torch.float64)
-        n_steps = min(self._score_n_timesteps, self.n_timesteps - 1)
+        n_steps = min(self._score_n_timesteps, schedule.n_timesteps - 1)
         n_passes = n_steps + self._score_n_decoder_draws
         pass_rows = min(_SCORE_PASS_ROWS, _SCORE_PASS_VALUES // X.shape[1])
         chunk = max(1, pass_rows // n_passes)
@@ -489,21 +513,21 @@ class ClusterDDPM(BaseDeepClusterer):
             encoder = copy.deepcopy(self.encoder_).double()
             for start in range(0, X.shape[0], chunk):
                 Xs = self._scale(X[start : start + chunk])
-                noise = _row_noise(Xs, seed, self.latent_dim, n_steps, n_passes)
+                noise = _row_noise(Xs, seed, self.network_spec_.latent_dim, n_steps, n_passes)
                 scores.append(self._elbo(Xs, encoder, noise, mixture, schedule))
         return np.concatenate(scores) + self._scaling_log_jacobian()
 
     def _elbo(self, Xs, encoder, noise, mixture, schedule):
         """ELBO of scaled rows (float32 numpy), as a log-density of the scaled
         data, with the float64 ``encoder`` and the noise of :func:`_row_noise`."""
-        device = schedule.betas.device
+        device = schedule.device
         latent_noise, uniforms, noise = (torch.from_numpy(a).to(device) for a in noise)
         x = torch.from_numpy(Xs).to(device)
         mean, log_var = encoder(x.double())
         log_var = log_var.clamp(-15.0, 10.0)  # as in training (see ``_encode``)
         z = mean + torch.exp(0.5 * log_var) * latent_noise
         kl = mixture_kl(z, mean, log_var, mixture)
-        t, weights = stratified_timesteps(uniforms, self.n_timesteps)
+        t, weights = stratified_timesteps(uniforms, schedule.n_timesteps)
         nll = variational_bound(self.denoiser_, x, z.float(), schedule, t, weights, noise)
         return (-nll - kl).cpu().numpy()
 
@@ -528,7 +552,7 @@ class ClusterDDPM(BaseDeepClusterer):
         return float(np.mean(self.score_samples(X)))
 
     # ------------------------------------------------------------- sampling
-    def sample(self, n_samples=1, cluster=None, guidance=0.0, n_steps=None):
+    def sample(self, n_samples=1, cluster=None, guidance=0.0, n_steps=None, sampler=None):
         """Generate samples: a code from a cluster's Gaussian, then reverse diffusion.
 
         Parameters
@@ -543,9 +567,13 @@ class ClusterDDPM(BaseDeepClusterer):
             ``eps = (1 + w) eps(z) - w eps(0)``. Needs ``condition_dropout > 0``
             at training time to be meaningful.
         n_steps : int, default=None
-            None runs the ancestral DDPM sampler over all ``n_timesteps``;
-            an integer runs the deterministic DDIM sampler with that many steps
-            (faster, for a small loss of fidelity).
+            Number of reverse steps. None visits all the timesteps the model
+            was trained with; fewer steps are faster, for a small loss of
+            fidelity, and need the DDIM sampler.
+        sampler : {"ancestral", "ddim"}, default=None
+            The stochastic DDPM reverse process of the paper, or the
+            deterministic DDIM one. None means ``"ancestral"`` when ``n_steps``
+            is None and ``"ddim"`` otherwise.
 
         Returns
         -------
@@ -555,21 +583,29 @@ class ClusterDDPM(BaseDeepClusterer):
             Cluster of each sample, grouped as in
             :meth:`sklearn.mixture.GaussianMixture.sample`.
         """
-        if not isinstance(guidance, Real) or guidance < 0:
-            raise ValueError(f"guidance must be a non-negative number, got {guidance!r}.")
+        check_is_fitted(self, "mixture_")
+        if not isinstance(guidance, Real) or not np.isfinite(guidance) or guidance < 0:
+            raise ValueError(f"guidance must be a finite non-negative number, got {guidance!r}.")
         if n_steps is not None and (
             not isinstance(n_steps, Integral) or isinstance(n_steps, bool) or n_steps < 1
         ):
             raise ValueError(f"n_steps must be None or a positive integer, got {n_steps!r}.")
+        if sampler is None:
+            sampler = "ancestral" if n_steps is None else "ddim"
+        elif sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {sorted(SAMPLERS)} or None, got {sampler!r}.")
         schedule = self._schedule(self._inference_device())
+        if sampler == "ancestral" and n_steps not in (None, schedule.n_timesteps):
+            raise ValueError(
+                f"the ancestral sampler visits all {schedule.n_timesteps} timesteps; "
+                f"n_steps={n_steps} needs sampler='ddim'."
+            )
         shape = (self.n_features_in_,)
 
-        def reverse_diffusion(z):
-            if n_steps is None:
-                return ancestral_sample(self.denoiser_, z, schedule, shape, guidance)
-            return ddim_sample(self.denoiser_, z, schedule, shape, n_steps, guidance)
+        def generate(z):
+            return reverse_diffusion(self.denoiser_, z, schedule, shape, sampler, n_steps, guidance)
 
-        return self._generate(n_samples, cluster, reverse_diffusion)
+        return self._generate(n_samples, cluster, generate)
 
     def __getstate__(self):
         state = super().__getstate__()

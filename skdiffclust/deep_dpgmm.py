@@ -14,13 +14,7 @@ from .losses import (
     mixture_log_joint,
     reparameterize,
 )
-from .nn import (
-    ConvDecoder,
-    ConvGaussianEncoder,
-    GaussianEncoder,
-    MLPDecoder,
-    StandardizedGaussianEncoder,
-)
+from .nn import StandardizedGaussianEncoder
 
 #: ``cluster_scale="auto"`` is AUTO_SCALE when the E-step's mixture is fitted on
 #: AUTO_SCALE_SAMPLES rows (the value chosen on digits, 1,797 rows).
@@ -34,11 +28,8 @@ def auto_cluster_scale(n_samples):
     ``AUTO_SCALE * (n_samples / AUTO_SCALE_SAMPLES) ** (1 / 4)``. With a fixed
     covariance prior, the Dirichlet process keeps more clusters the more rows
     it sees, because the prior's pseudo-samples weigh less against larger
-    clusters: on the same latent codes, scale 1.7 kept 4 to 7 clusters of 600
-    digits rows and 10 of all 1,797, and 6 clusters of 1,000 MNIST rows and 14
-    of all 5,000. Growing the scale with the fourth root of the number of rows
-    kept 8 to 10 clusters of digits and 7 to 10 of MNIST over the same ranges
-    (an empirical rule, measured on these two data sets).
+    clusters; growing the scale with the number of rows counters that. The
+    exponent is empirical (see the user guide, "The Dirichlet-process prior").
     """
     return AUTO_SCALE * (n_samples / AUTO_SCALE_SAMPLES) ** 0.25
 
@@ -82,7 +73,9 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         the number of features.
 
     conv_width : int, default=32
-        Channels of the first convolution level. Used only with ``image_shape``.
+        Channels of the first convolution level of the encoder and decoder.
+        Used only with ``image_shape``. Wider networks fit images better and
+        train more slowly.
 
     divergence : {"ajs", "kl"}, default="ajs"
         Clustering loss between q(z|x) and its component. ``"ajs"`` is the
@@ -101,24 +94,17 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     clustering_weight : float, default=1.0
         Weight of the clustering loss against the reconstruction loss (squared
         error summed over features). It is what makes clusters merge during
-        training, and it easily overshoots. On digits (seeds 0 to 2, other
-        parameters at their defaults): 0 gave accuracy 0.800, 0.771 and 0.869
-        (10 clusters each), 1 gave 0.874, 0.910 and 0.871 (10 each), 2 gave
-        0.879, 0.730 and 0.880 (10, 8 and 10 clusters) and 3 gave 0.295, 0.422
-        and 0.702 (3, 5 and 8 clusters).
+        training, and it easily overshoots: lower it when
+        ``n_clusters_history_`` falls far below the count of the first E-step.
 
     spread_weight : float, default=1.0
         Weight of a penalty, in the network step, on the batch's standardised
         latent means: the mean over dimensions of ``max(0, 1 - std_j)`` plus
         the squared off-diagonal covariances divided by ``latent_dim`` (the
         variance and covariance terms of VICReg, Bardes, Ponce and LeCun,
-        2022). Without it (``0``, the paper's loss) the network steps fold the
-        latent space onto a few directions (effective dimension 9 to 5 on
-        digits, 7.7 to 1.8 on blobs, ``history_["latent_effective_dim"]``)
-        and the Dirichlet process then merges clusters: digits seeds 0 to 2
-        ended at accuracy 0.693, 0.781 and 0.888 with 8, 8 and 10 clusters;
-        with it, 0.874, 0.910 and 0.871 with 10 clusters each, and 6 blobs
-        stayed 6.
+        2022). It keeps the network steps from folding the latent space onto
+        a few directions (watch ``history_["latent_effective_dim"]``), after
+        which the Dirichlet process merges clusters. 0 is the paper's loss.
 
     weight_concentration_prior : float, default=None
         Concentration of the Dirichlet process; None means ``1 / n_components``.
@@ -133,42 +119,28 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         process then empties the components the data do not support. Ward's
         tree follows the local structure of the latent space; a k-means start
         cuts across it and plants ``n_components`` clusters that the
-        variational fit keeps (19 to 30 of 30 on digits, whatever the prior).
-        ``"random"`` (the previous default) starts every component near the
-        overall mean: 9, 13 and 13 clusters on digits (seeds 0 to 2, diagonal
-        covariances, ``cluster_scale=1``) and 16 to 20 on MNIST-5k.
+        variational fit tends to keep.
 
     cluster_scale : float or "auto", default="auto"
         Prior standard deviation of a cluster along each latent dimension, in
         units of the standardised latent space (whose per-dimension variance
         averages 1); it sets the mixture's ``covariance_prior`` (worth
         ``latent_dim`` pseudo-samples). Larger values favour fewer, wider
-        clusters. A fixed value finds more clusters in more rows (see "The
-        Dirichlet-process prior" in the user guide), so ``"auto"``
+        clusters: raise it when too many clusters are found, lower it when
+        too few. A fixed value finds more clusters in more rows, so ``"auto"``
         uses ``1.7 * (n / 1800) ** (1 / 4)`` for a mixture fitted on ``n``
-        rows (``n_samples``, or ``e_step_max_samples`` if smaller): 1.70 on
-        digits (1,797 rows), 2.18 on MNIST-5k. Measured with the other
-        defaults (seeds 0, 1, 2): on digits, 1.7 found 10 clusters on each seed
-        (mean accuracy 0.885), 2.0 found 9, 9 and 10 (0.800); on MNIST-5k, 1.7
-        found 13, 14 and 14 clusters (0.708) and 2.18 found 10 on each seed
-        (0.746, 0.771 and 0.768). The value used is ``cluster_scale_``. The
-        count depends on ``latent_dim`` too.
+        rows (``n_samples``, or ``e_step_max_samples`` if smaller). The value
+        used is ``cluster_scale_``. The count depends on ``latent_dim`` too.
 
     covariance_type : {"full", "diag"}, default="full"
         Covariance of the mixture components. The method's own choice is
         ``"diag"``; full covariances follow the elongated clusters of the
-        latent space with fewer components. With a Ward start, on the
-        pretrained codes of digits (seed 0), full covariances found 10 clusters
-        at accuracy 0.868 where diagonal ones found 13 at 0.834; on MNIST-5k,
-        14 at 0.705 against 17 at 0.542. The clustering loss compares q(z|x)
-        with the diagonal of a full component's covariance.
+        latent space with fewer components. The clustering loss compares
+        q(z|x) with the diagonal of a full component's covariance.
 
     pretrain_epochs : int, default=150
         Epochs of the plain reconstruction loss before the first E-step. They
-        take most of the fit time (about 12 of 15 s on digits and 75 of 93 s
-        on 5,000 MNIST images, one CPU thread), and they paid: a 10-component GMM on
-        the pretrained latent of digits scored 0.756 after 50 epochs and 0.787
-        after 150.
+        take most of the fit time; fewer give codes that cluster worse.
 
     n_iter : int, default=30
         EM iterations, each one epoch of the network step then an E-step.
@@ -197,13 +169,19 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
 
     verbose : int, default=0
         Print the loss, the number of occupied clusters and the time of each
-        epoch.
+        epoch (adds :class:`~skdiffclust.callbacks.PrintProgress` to the
+        callbacks).
+
+    callbacks : list of Callback, default=None
+        Observers of the training loop (:class:`~skdiffclust.callbacks.Callback`
+        instances), called after each epoch and each E-step with the losses,
+        the latent codes and the mixture.
 
     e_step_max_samples : int, default=None
         Fit the E-step's mixture on at most this many latent codes, a random
         subset drawn anew at each E-step; clusters are still predicted for
-        every sample. None (exact, the default) uses all. For very large data
-        sets: a warm refit on 100,000 codes takes about 4 s on 2 CPU cores.
+        every sample. None (exact, the default) uses all. Set it for very large
+        data sets, where the E-step's time grows with the number of rows.
 
     warm_start : bool, default=False
         If True and the estimator is fitted, :meth:`fit` skips pretraining and
@@ -237,6 +215,10 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     decoder_ : torch.nn.Module
         The network ``z -> x``.
 
+    network_spec_ : NetworkSpec
+        The architecture the networks were built with (the input kind and
+        sizes), used to rebuild them when the model is loaded.
+
     history_ : dict of lists
         ``"pretrain_loss"`` and ``"loss"`` (mean loss per epoch),
         ``"n_clusters"`` (occupied clusters after each E-step, the first one
@@ -260,40 +242,20 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
 
     Notes
     -----
-    What the defaults do, and why. A Dirichlet-process mixture fitted with
-    scikit-learn's default priors on raw features (or PCA features) of digits
-    keeps only 2 to 4 clusters, because a few wide components explain raw
-    features best. Here the latent means are centred and divided by one global
-    scale (batch statistics in training; before every E-step, the exact
-    statistics of the training set), so the latent space has a fixed size and
-    the covariance prior can be set in those units by ``cluster_scale``; the
-    standardisation also stops the clustering loss from shrinking the whole
-    latent space. The first E-step starts from Ward's agglomerative clustering
-    of the codes into ``n_components`` clusters (``init_params="ward"``) and
-    the Dirichlet process empties those the data do not support; full
-    covariances (``covariance_type="full"``) let one component cover an
-    elongated cluster. :meth:`predict` uses the latent mean ``E[z|x]``, so it
-    is deterministic.
-
-    A fixed total size leaves the network free to move the variance between
-    directions, and the paper's network step uses that freedom: measured with
-    ``python -m benchmarks.em_trajectory``, the alpha-JS pull folded the latent
-    space of digits from about 9 effective dimensions to 5
-    (``history_["latent_effective_dim"]``) and lowered the first E-step's
-    accuracy (0.868 to 0.809 on seed 0); decoding sampled codes folded 6 blobs
-    onto about 2 directions in one iteration, and the Dirichlet process then
-    merged them. ``spread_weight`` (on by default) adds a penalty that keeps
-    every direction's spread and the directions uncorrelated, and the count
-    and accuracy of the first E-step then hold (see the user guide,
-    "Following the loop").
-
-    The number of clusters is decided by the first E-step on the pretrained
-    latent; with the spread penalty the network steps keep it (digits,
-    blobs) or lower it by at most one (MNIST-5k). It depends on the prior
-    scale, and a fixed scale finds more clusters in more rows: the default
-    ``cluster_scale="auto"`` grows it with the fourth root of the number of
-    rows, an empirical rule measured on digits and MNIST-5k (see the user
-    guide).
+    A Dirichlet-process mixture fitted with scikit-learn's default priors on
+    raw features keeps few clusters, because a few wide components explain
+    raw features best. Here the latent means are centred and divided by one
+    global scale (batch statistics in training; before every E-step, the
+    exact statistics of the training set), so the latent space has a fixed
+    size and the covariance prior can be set in those units by
+    ``cluster_scale``; the standardisation also stops the clustering loss
+    from shrinking the whole latent space. The first E-step starts from
+    Ward's agglomerative clustering of the codes into ``n_components``
+    clusters and the Dirichlet process empties those the data do not
+    support. ``spread_weight`` keeps the network steps from folding the
+    latent space. :meth:`predict` uses the latent mean ``E[z|x]``, so it is
+    deterministic. The user guide ("DeepDPGMMClusterer") gives the
+    measurements behind these choices.
 
     The original paper's full text was not available; the loop follows its
     abstract and its predecessor (Lim, Jiang and Yi, "Deep Clustering With
@@ -316,7 +278,6 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     _parameter_constraints = {
         **BaseDeepClusterer._parameter_constraints,
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "conv_width": [Interval(Integral, 1, None, closed="left")],
         "divergence": [StrOptions({"ajs", "kl"})],
         "alpha": [Interval(Real, 0, 1, closed="neither")],
         "assignment": [StrOptions({"hard", "soft"})],
@@ -327,7 +288,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         "covariance_type": [StrOptions({"diag", "full"})],
     }
 
-    _network_names = ("encoder", "decoder")
+    _network_roles = {"encoder": "encoder", "decoder": "decoder"}
 
     def __init__(
         self,
@@ -354,6 +315,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         device="auto",
         random_state=None,
         verbose=0,
+        callbacks=None,
         e_step_max_samples=None,
         warm_start=False,
     ):
@@ -379,6 +341,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
         self.e_step_max_samples = e_step_max_samples
         self.warm_start = warm_start
 
@@ -396,20 +359,13 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         else:
             self.cluster_scale_ = float(self.cluster_scale)
 
-    def _build_networks(self, n_features):
-        hidden_dims = self._hidden_dims  # validated by the base
-        if self._image_shape is None:
-            encoder = GaussianEncoder(n_features, hidden_dims, self.latent_dim)
-            decoder = MLPDecoder(self.latent_dim, hidden_dims, n_features)
-        else:
-            image_shape = self._image_shape  # resolved by the base, -1 inferred
-            hidden_dim = hidden_dims[-1] if hidden_dims else 256
-            encoder = ConvGaussianEncoder(image_shape, self.latent_dim, self.conv_width, hidden_dim)
-            decoder = ConvDecoder(self.latent_dim, image_shape, self.conv_width, hidden_dim)
-        return {
-            "encoder": StandardizedGaussianEncoder(encoder, self.latent_dim),
-            "decoder": decoder,
-        }
+    def _build_networks(self, spec):
+        networks = super()._build_networks(spec)
+        networks["encoder"] = StandardizedGaussianEncoder(networks["encoder"], spec.latent_dim)
+        return networks
+
+    def _collapse_advice(self):
+        return "Lower clustering_weight or learning_rate, or use fewer n_iter."
 
     def _mixture_params(self):
         concentration = self.weight_concentration_prior

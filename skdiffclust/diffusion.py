@@ -26,20 +26,37 @@ def linear_beta_schedule(n_timesteps, beta_start=1e-4, beta_end=0.02):
 
 
 class NoiseSchedule:
-    """Linear beta schedule with the tensors a training step and a sampler need.
+    """The linear beta schedule: its tables, forward noising and the reverse steps.
+
+    The float64 tables ``betas64`` and ``alpha_bars64`` (indexed ``t = 0 .. T``)
+    are the single source; ``betas`` and ``alpha_bars`` are their float32
+    copies for the networks' computations. As in diffusers' schedulers, the
+    schedule owns the update of one reverse step (:meth:`ancestral_step`,
+    :meth:`ddim_step`) and the timesteps a sampler visits
+    (:meth:`timesteps`); :func:`reverse_diffusion` owns the loop.
 
     Parameters
     ----------
     n_timesteps : int
         Number of diffusion steps ``T``.
     device : torch.device
+    beta_start, beta_end : float
+        The first and last ``beta_t``.
     """
 
-    def __init__(self, n_timesteps, device="cpu"):
+    def __init__(self, n_timesteps, device="cpu", beta_start=1e-4, beta_end=0.02):
         self.n_timesteps = n_timesteps
-        betas, alpha_bars = linear_beta_schedule(n_timesteps)
-        self.betas = betas.float().to(device)
-        self.alpha_bars = alpha_bars.float().to(device)
+        self.beta_start = beta_start
+        self.beta_end = beta_end
+        betas, alpha_bars = linear_beta_schedule(n_timesteps, beta_start, beta_end)
+        self.betas64 = betas.to(device)
+        self.alpha_bars64 = alpha_bars.to(device)
+        self.betas = self.betas64.float()
+        self.alpha_bars = self.alpha_bars64.float()
+
+    @property
+    def device(self):
+        return self.betas64.device
 
     def sample_timesteps(self, n, skew, device):
         """Draw ``t`` in ``1..T`` as ``ceil(T u^(1/skew))``; ``skew=1`` is uniform.
@@ -57,6 +74,42 @@ class NoiseSchedule:
         ab = self.alpha_bars[t].view(-1, *([1] * (x.dim() - 1)))
         return ab.sqrt() * x + (1.0 - ab).sqrt() * noise
 
+    def timesteps(self, n_steps=None):
+        """The timesteps a sampler visits, from ``T`` down to 1.
+
+        All ``T`` of them when ``n_steps`` is None, else ``n_steps`` evenly
+        spaced ones (fewer when rounding merges neighbours).
+        """
+        T = self.n_timesteps
+        if n_steps is None:
+            return list(range(T, 0, -1))
+        return torch.linspace(T, 1, n_steps).round().long().unique_consecutive().tolist()
+
+    def ancestral_step(self, x, eps, t, t_prev):
+        """One DDPM step from ``t`` to ``t - 1`` (``t_prev`` must be ``t - 1``):
+        ``(x_t - eps (1 - a_t) / sqrt(1 - ab_t)) / sqrt(a_t) + sqrt(beta_t) n``,
+        with fresh noise ``n``, none at the last step."""
+        if t_prev != t - 1:
+            raise ValueError("the ancestral sampler visits every timestep; use 'ddim' to skip.")
+        alpha = 1.0 - self.betas[t]
+        noise = torch.randn_like(x) if t > 1 else torch.zeros_like(x)
+        x = (x - eps * (1.0 - alpha) / (1.0 - self.alpha_bars[t]).sqrt()) / alpha.sqrt()
+        return x + self.betas[t].sqrt() * noise
+
+    def ddim_step(self, x, eps, t, t_prev):
+        """One deterministic DDIM step (eta = 0) from ``t`` to ``t_prev``; to the
+        predicted clean ``x_0`` when ``t_prev`` is 0."""
+        ab_t = self.alpha_bars[t]
+        x0 = (x - (1.0 - ab_t).sqrt() * eps) / ab_t.sqrt()
+        if t_prev == 0:
+            return x0
+        ab_prev = self.alpha_bars[t_prev]
+        return ab_prev.sqrt() * x0 + (1.0 - ab_prev).sqrt() * eps
+
+
+#: Names of the reverse samplers, to :class:`NoiseSchedule` step methods.
+SAMPLERS = {"ancestral": "ancestral_step", "ddim": "ddim_step"}
+
 
 def _guided_noise(denoiser, x, z, t_frac, guidance):
     eps = denoiser(x, z, t_frac)
@@ -69,39 +122,47 @@ def _time_column(value, n, device):
     return torch.full((n, 1), float(value), device=device)
 
 
-def ancestral_sample(denoiser, z, schedule, shape, guidance=0.0):
-    """The DDPM reverse process of the authors' code, from ``t = T`` to 1.
+def reverse_diffusion(
+    denoiser, z, schedule, shape, sampler="ancestral", n_steps=None, guidance=0.0
+):
+    """Generate ``x_0`` from pure noise given the codes ``z``.
 
-    ``x_{t-1} = (x_t - eps (1 - a_t) / sqrt(1 - ab_t)) / sqrt(a_t) + sqrt(beta_t) n``,
-    with ``n = 0`` at the last step and ``eps = (1 + w) eps(z) - w eps(0)``.
+    Parameters
+    ----------
+    denoiser : callable
+        ``eps(x_t, z, t/T)``.
+    z : torch.Tensor of shape (n, latent_dim)
+    schedule : NoiseSchedule
+    shape : tuple of int
+        Shape of one sample.
+    sampler : {"ancestral", "ddim"}, default="ancestral"
+        A name of :data:`SAMPLERS`: the stochastic DDPM reverse process, or
+        the deterministic DDIM one.
+    n_steps : int, default=None
+        Timesteps visited (see :meth:`NoiseSchedule.timesteps`); None visits
+        all ``T``. The ancestral sampler needs all of them.
+    guidance : float, default=0.0
+        Classifier-free guidance ``w``: ``eps = (1 + w) eps(z) - w eps(0)``.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, *shape)
     """
-    n = z.shape[0]
-    x = torch.randn(n, *shape, device=z.device)
-    T = schedule.n_timesteps
-    for t in range(T, 0, -1):
-        eps = _guided_noise(denoiser, x, z, _time_column(t / T, n, z.device), guidance)
-        alpha = 1.0 - schedule.betas[t]
-        noise = torch.randn_like(x) if t > 1 else torch.zeros_like(x)
-        x = (x - eps * (1.0 - alpha) / (1.0 - schedule.alpha_bars[t]).sqrt()) / alpha.sqrt()
-        x = x + schedule.betas[t].sqrt() * noise
-    return x
-
-
-def ddim_sample(denoiser, z, schedule, shape, n_steps, guidance=0.0):
-    """Deterministic DDIM sampler (eta = 0) on ``n_steps`` evenly spaced timesteps."""
-    n = z.shape[0]
-    T = schedule.n_timesteps
-    timesteps = torch.linspace(T, 1, n_steps).round().long().unique_consecutive().tolist()
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}.")
+    if sampler == "ancestral" and n_steps not in (None, schedule.n_timesteps):
+        raise ValueError(
+            f"the ancestral sampler visits all {schedule.n_timesteps} timesteps; "
+            f"n_steps={n_steps} needs sampler='ddim'."
+        )
+    step = getattr(schedule, SAMPLERS[sampler])
+    timesteps = schedule.timesteps(n_steps)
+    n, T = z.shape[0], schedule.n_timesteps
     x = torch.randn(n, *shape, device=z.device)
     for i, t in enumerate(timesteps):
-        ab_t = schedule.alpha_bars[t]
-        ab_prev = schedule.alpha_bars[timesteps[i + 1]] if i + 1 < len(timesteps) else None
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else 0
         eps = _guided_noise(denoiser, x, z, _time_column(t / T, n, z.device), guidance)
-        x0 = (x - (1.0 - ab_t).sqrt() * eps) / ab_t.sqrt()
-        if ab_prev is None:
-            x = x0
-        else:
-            x = ab_prev.sqrt() * x0 + (1.0 - ab_prev).sqrt() * eps
+        x = step(x, eps, t, t_prev)
     return x
 
 
@@ -245,7 +306,7 @@ def variational_bound(denoiser, x0, z, schedule, t, weights, noise):
     n, k = t.shape
     n_passes = noise.shape[1]
     T = schedule.n_timesteps
-    betas, alpha_bars = (a.to(x0.device) for a in linear_beta_schedule(T))
+    betas, alpha_bars = schedule.betas64, schedule.alpha_bars64
     ones = torch.ones(n, n_passes - k, dtype=t.dtype, device=t.device)
     t_all = torch.cat([t, ones], dim=1).reshape(-1)
     x_t = schedule.add_noise(

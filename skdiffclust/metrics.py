@@ -1,11 +1,12 @@
-"""Metrics to evaluate a clustering against ground-truth classes."""
+"""Metrics to evaluate a clustering against ground-truth classes, and the shape of
+latent codes."""
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics.cluster import contingency_matrix
 from sklearn.utils import check_consistent_length
 
-__all__ = ["clustering_accuracy"]
+__all__ = ["clustering_accuracy", "effective_dimension"]
 
 
 def _check_labels(labels, name):
@@ -81,3 +82,33 @@ def clustering_accuracy(y_true, y_pred):
     contingency = contingency_matrix(y_true, y_pred)
     classes, clusters = linear_sum_assignment(contingency, maximize=True)
     return float(contingency[classes, clusters].sum() / y_true.shape[0])
+
+
+def effective_dimension(Z):
+    """Participation ratio of the covariance spectrum of ``Z``, from 1 to n_features.
+
+    ``(sum of eigenvalues)**2 / sum of squared eigenvalues``: n_features when
+    the variance is spread evenly over all directions, 1 when it lies along a
+    single one. A drop during training means the codes are collapsing onto a
+    few directions.
+
+    Parameters
+    ----------
+    Z : array-like of shape (n_samples, n_features)
+        Latent codes, for example an estimator's ``transform``.
+
+    Returns
+    -------
+    float
+        NaN for fewer than two rows or for codes without spread.
+    """
+    if len(Z) < 2:
+        return float("nan")
+    # atleast_2d: np.cov of a single column is a scalar.
+    covariance = np.atleast_2d(np.cov(np.asarray(Z, dtype=np.float64), rowvar=False))
+    eigenvalues = np.linalg.eigvalsh(covariance)
+    eigenvalues = np.clip(np.atleast_1d(eigenvalues), 0, None)
+    total = eigenvalues.sum()
+    if total == 0:
+        return float("nan")
+    return float(total**2 / np.sum(eigenvalues**2))

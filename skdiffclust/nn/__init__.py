@@ -1,14 +1,29 @@
-"""Torch networks used by the estimators; no scikit-learn inside."""
+"""Torch networks used by the estimators; no scikit-learn inside.
 
-from .mlp import GaussianEncoder, MLPDecoder, MLPDenoiser, StandardizedGaussianEncoder
-from .unet import ConditionalUNet, ConvDecoder, ConvGaussianEncoder
+:func:`build_network` is the one entry point the estimators use; the modules
+hold one family of networks each: ``mlp`` (vectors), ``conv`` (image encoder
+and decoder), ``unet`` (the image denoiser), ``standardized`` (the latent
+standardisation of DeepDPGMMClusterer's encoder).
+"""
+
+from .backbones import BACKBONES, NetworkSpec, build_network
+from .conv import ConvDecoder, ConvGaussianEncoder
+from .mlp import GaussianEncoder, MLPDecoder, MLPDenoiser
+from .standardized import StandardizedGaussianEncoder
+from .unet import ConditionalUNet, DownBlock, ResidualConvBlock, UpBlock
 
 __all__ = [
+    "BACKBONES",
     "ConditionalUNet",
     "ConvDecoder",
     "ConvGaussianEncoder",
+    "DownBlock",
     "GaussianEncoder",
     "MLPDecoder",
     "MLPDenoiser",
+    "NetworkSpec",
+    "ResidualConvBlock",
     "StandardizedGaussianEncoder",
+    "UpBlock",
+    "build_network",
 ]

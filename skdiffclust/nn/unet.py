@@ -1,4 +1,4 @@
-"""Convolutional backbones for images of any size ``(C, H, W)``.
+"""The conditional U-Net noise predictor for images of any size ``(C, H, W)``.
 
 :class:`ConditionalUNet` follows the authors' ``ContextUnet`` (two down and up
 levels of Conv3x3-BatchNorm-GELU residual blocks; the latent code conditions
@@ -6,24 +6,16 @@ multiplicatively and the time additively). Inputs are zero-padded to a
 multiple of 4 so that both pooling levels divide evenly, and cropped back.
 """
 
-import math
-
 import torch
 from torch import nn
 
-from .mlp import Embed, mlp
-
-
-def padded_size(size):
-    return 4 * math.ceil(size / 4)
-
-
-def _pad(x):
-    H, W = x.shape[-2:]
-    return nn.functional.pad(x, (0, padded_size(W) - W, 0, padded_size(H) - H))
+from .conv import _pad, padded_size
+from .mlp import Embed
 
 
 class ResidualConvBlock(nn.Module):
+    """Two Conv3x3-BatchNorm-GELU layers, optionally with a residual connection."""
+
     def __init__(self, n_in, n_out, residual=False):
         super().__init__()
         self.residual = residual
@@ -43,12 +35,17 @@ class ResidualConvBlock(nn.Module):
         return ((x if self.same_channels else self.conv1(x)) + h) / 1.414
 
 
-class _Down(nn.Sequential):
+class DownBlock(nn.Sequential):
+    """A residual convolution block, then 2x2 max pooling."""
+
     def __init__(self, n_in, n_out):
         super().__init__(ResidualConvBlock(n_in, n_out), nn.MaxPool2d(2))
 
 
-class _Up(nn.Module):
+class UpBlock(nn.Module):
+    """Transposed 2x2 convolution of the input and its skip connection, then two
+    residual convolution blocks."""
+
     def __init__(self, n_in, n_out):
         super().__init__()
         self.net = nn.Sequential(
@@ -80,8 +77,8 @@ class ConditionalUNet(nn.Module):
         self.image_shape = tuple(image_shape)
         bottleneck = (padded_size(H) // 4, padded_size(W) // 4)
         self.init_conv = ResidualConvBlock(channels, width, residual=True)
-        self.down1 = _Down(width, width)
-        self.down2 = _Down(width, 2 * width)
+        self.down1 = DownBlock(width, width)
+        self.down2 = DownBlock(width, 2 * width)
         self.to_vec = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.GELU())
         self.t_embed1 = Embed(1, 2 * width)
         self.t_embed2 = Embed(1, width)
@@ -92,8 +89,8 @@ class ConditionalUNet(nn.Module):
             nn.GroupNorm(8, 2 * width),
             nn.ReLU(),
         )
-        self.up1 = _Up(4 * width, width)
-        self.up2 = _Up(2 * width, width)
+        self.up1 = UpBlock(4 * width, width)
+        self.up2 = UpBlock(2 * width, width)
         self.out = nn.Sequential(
             nn.Conv2d(2 * width, width, 3, 1, 1),
             nn.GroupNorm(8, width),
@@ -117,52 +114,3 @@ class ConditionalUNet(nn.Module):
         u3 = self.up2(z2 * u2 + t2, d1)
         out = self.out(torch.cat((u3, h0), dim=1))
         return out[:, :, :H, :W].reshape(shape)
-
-
-class ConvGaussianEncoder(nn.Module):
-    """q(z|x) for images: two strided conv levels, then mean and log-variance heads."""
-
-    def __init__(self, image_shape, latent_dim, width=32, hidden_dim=256):
-        super().__init__()
-        channels, H, W = image_shape
-        self.image_shape = tuple(image_shape)
-        self.conv = nn.Sequential(
-            nn.Conv2d(channels, width, 3, 2, 1),
-            nn.GELU(),
-            nn.Conv2d(width, 2 * width, 3, 2, 1),
-            nn.GELU(),
-            nn.Flatten(),
-        )
-        n_flat = 2 * width * (padded_size(H) // 4) * (padded_size(W) // 4)
-        self.trunk = mlp([n_flat, hidden_dim], final_activation=True)
-        self.mean = nn.Linear(hidden_dim, latent_dim)
-        self.log_var = nn.Linear(hidden_dim, latent_dim)
-
-    def forward(self, x):
-        C, H, W = self.image_shape
-        h = self.trunk(self.conv(_pad(x.view(-1, C, H, W))))
-        return self.mean(h), self.log_var(h)
-
-
-class ConvDecoder(nn.Module):
-    """Decoder ``z -> image`` mirroring :class:`ConvGaussianEncoder`, output flattened."""
-
-    def __init__(self, latent_dim, image_shape, width=32, hidden_dim=256):
-        super().__init__()
-        channels, H, W = image_shape
-        self.image_shape = tuple(image_shape)
-        self.grid = (padded_size(H) // 4, padded_size(W) // 4)
-        self.width = width
-        self.fc = mlp(
-            [latent_dim, hidden_dim, 2 * width * self.grid[0] * self.grid[1]], final_activation=True
-        )
-        self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1),
-            nn.GELU(),
-            nn.ConvTranspose2d(width, channels, 4, 2, 1),
-        )
-
-    def forward(self, z):
-        C, H, W = self.image_shape
-        h = self.fc(z).view(-1, 2 * self.width, *self.grid)
-        return self.deconv(h)[:, :, :H, :W].flatten(1)
