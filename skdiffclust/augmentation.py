@@ -37,6 +37,7 @@ __all__ = [
     "AUGMENTATION_PRESETS",
     "NoAugmentation",
     "RandomAffine",
+    "TrainingAugmentation",
     "affine_transform",
     "make_augmentation",
     "random_affine",
@@ -495,3 +496,42 @@ def make_augmentation(name, image_shape=None, *, strength=1.0, **params):
             f"{sorted(AUGMENTATION_PRESETS[name])}."
         )
     return RandomAffine(image_shape, strength=strength, **{**AUGMENTATION_PRESETS[name], **params})
+
+
+class TrainingAugmentation:
+    """The augmentation of one fit: a transform and the generator it draws from.
+
+    ``view(x)`` returns ``augment(x, generator)``, or ``x`` itself when the
+    transform is the identity (then no random number is drawn). The
+    :class:`torch.Generator` (on the CPU, so that a fit is reproduced on any
+    device) is created at the first call, seeded by a number drawn from
+    torch's random state: an estimator calls it inside its training loop,
+    where that state is seeded locally from ``random_state``, so the fit is
+    reproducible and the caller's random state is left alone.
+
+    Parameters
+    ----------
+    augment : callable
+        ``augment(x, generator)`` with an ``is_identity`` attribute, as
+        returned by :func:`make_augmentation`.
+    """
+
+    def __init__(self, augment):
+        self.augment = augment
+        self.generator = None
+
+    @property
+    def is_identity(self):
+        return self.augment.is_identity
+
+    def view(self, x):
+        """A randomly transformed copy of the batch ``x`` (flattened images)."""
+        if self.augment.is_identity:
+            return x
+        if self.generator is None:
+            seed = int(torch.randint(2**62, (), dtype=torch.int64))
+            self.generator = torch.Generator().manual_seed(seed)
+        return self.augment(x, self.generator)
+
+    def __repr__(self):
+        return f"TrainingAugmentation({self.augment!r})"

@@ -1,13 +1,18 @@
 """DeepDPGMMClusterer: autoencoder clustering with a Dirichlet-process mixture."""
 
-from numbers import Integral, Real
+import dataclasses
+import warnings
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseDeepClusterer
+from ._mixture import make_mixture, occupied_components
+from ._param_validation import integers, reals
+from .augmentation import AUGMENTATION_PRESETS, TrainingAugmentation, make_augmentation
 from .losses import (
     component_divergence,
     latent_spread_penalty,
@@ -15,6 +20,10 @@ from .losses import (
     reparameterize,
 )
 from .nn import StandardizedGaussianEncoder
+
+#: The first E-step doubles the truncation while every component holds codes,
+#: as long as each component would still have this many rows on average.
+MIN_ROWS_PER_COMPONENT = 5
 
 #: ``cluster_scale="auto"`` is AUTO_SCALE when the E-step's mixture is fitted on
 #: AUTO_SCALE_SAMPLES rows (the value chosen on digits, 1,797 rows).
@@ -56,8 +65,12 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     Parameters
     ----------
     n_components : int, default=30
-        Truncation level of the Dirichlet process: the largest number of
-        clusters that can be found.
+        Initial truncation level of the Dirichlet process (capped at the
+        number of rows). When the first E-step uses every component, the
+        truncation doubles and the mixture is fitted again, as long as each
+        component would keep at least 5 rows on average; the value used is
+        ``n_components_``. Raise it for data with many clusters, to save the
+        refits; a warning says when the final truncation is full.
 
     latent_dim : int, default=10
         Size of the latent code ``z``.
@@ -76,6 +89,34 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         Channels of the first convolution level of the encoder and decoder.
         Used only with ``image_shape``. Wider networks fit images better and
         train more slowly.
+
+    encoder : {"conv", "residual"}, default="conv"
+        The image encoder (used only with ``image_shape``). ``"conv"``: two
+        strided 3x3 convolutions and a dense layer of width
+        ``hidden_dims[-1]``, mirrored by the decoder. ``"residual"``: the
+        encoder of ClusterDDPM's authors (residual convolution blocks at full
+        resolution, two pooling levels, global average pooling), of width
+        ``conv_width``; many times slower per epoch.
+
+    augmentation : {"affine", "shift_rotate"}, default=None
+        Random image augmentation during training (only with
+        ``image_shape``), as in DEC-DA (Guo, Zhu, Liu and Yin, ACML 2018): the
+        encoder sees a randomly transformed view of each image and the decoder
+        reconstructs the clean image, in pretraining and in the network steps;
+        in a network step the component a sample is pulled towards is chosen
+        from the code of its clean image and the divergence is that of the
+        augmented view's q(z|x), so the codes of all views of an image gather
+        in one cluster. The E-step, :meth:`predict` and :meth:`transform` use
+        the clean images. ``"affine"``: shifts up to 10% of the size, rotations
+        and shears up to 10 degrees, scalings by 0.9 to 1.1;
+        ``"shift_rotate"``: the shifts and rotations only. None (the method's
+        own setting) trains on the clean images. Use it for images whose class
+        does not change under these transforms (digits, letters, most
+        photographs). See :mod:`skdiffclust.augmentation`.
+
+    augmentation_strength : float, default=1.0
+        Factor on all the ranges of ``augmentation``; 0 turns it off exactly.
+        Lower it for small or tightly cropped images.
 
     divergence : {"ajs", "kl"}, default="ajs"
         Clustering loss between q(z|x) and its component. ``"ajs"`` is the
@@ -131,6 +172,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         uses ``1.7 * (n / 1800) ** (1 / 4)`` for a mixture fitted on ``n``
         rows (``n_samples``, or ``e_step_max_samples`` if smaller). The value
         used is ``cluster_scale_``. The count depends on ``latent_dim`` too.
+        At least 1e-3.
 
     covariance_type : {"full", "diag"}, default="full"
         Covariance of the mixture components. The method's own choice is
@@ -198,6 +240,11 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
 
     cluster_scale_ : float
         The prior scale used (``cluster_scale``, or its ``"auto"`` value).
+
+    n_components_ : int
+        The truncation used: ``n_components`` (or the number of rows when
+        there are fewer), doubled as long as the first E-step used every
+        component.
 
     n_clusters_history_ : ndarray of shape (n_e_steps,)
         Number of occupied components after each E-step: the first entry after
@@ -277,15 +324,20 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
 
     _parameter_constraints = {
         **BaseDeepClusterer._parameter_constraints,
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [integers(1)],
         "divergence": [StrOptions({"ajs", "kl"})],
-        "alpha": [Interval(Real, 0, 1, closed="neither")],
+        "alpha": [reals(0, 1)],
         "assignment": [StrOptions({"hard", "soft"})],
-        "clustering_weight": [Interval(Real, 0, None, closed="left")],
-        "spread_weight": [Interval(Real, 0, None, closed="left")],
-        "weight_concentration_prior": [None, Interval(Real, 0, None, closed="neither")],
-        "cluster_scale": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "clustering_weight": [reals(0, closed="left")],
+        "spread_weight": [reals(0, closed="left")],
+        "weight_concentration_prior": [None, reals(0)],
+        # Below about sqrt(reg_covar) a prior scale is lost in the covariance
+        # regularisation, and its square can underflow.
+        "cluster_scale": [reals(1e-3, closed="left"), StrOptions({"auto"})],
         "covariance_type": [StrOptions({"diag", "full"})],
+        "encoder": [StrOptions({"conv", "residual"})],
+        "augmentation": [StrOptions(set(AUGMENTATION_PRESETS)), None],
+        "augmentation_strength": [reals(0, closed="left")],
     }
 
     _network_roles = {"encoder": "encoder", "decoder": "decoder"}
@@ -298,6 +350,9 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         hidden_dims=(512, 256),
         image_shape=None,
         conv_width=32,
+        encoder="conv",
+        augmentation=None,
+        augmentation_strength=1.0,
         divergence="ajs",
         alpha=0.5,
         assignment="hard",
@@ -324,6 +379,9 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         self.hidden_dims = hidden_dims
         self.image_shape = image_shape
         self.conv_width = conv_width
+        self.encoder = encoder
+        self.augmentation = augmentation
+        self.augmentation_strength = augmentation_strength
         self.divergence = divergence
         self.alpha = alpha
         self.assignment = assignment
@@ -347,10 +405,9 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
 
     # ------------------------------------------------------------- networks
     def _validate_method_params(self, n_samples, n_features):
-        if n_samples < self.n_components:
-            raise ValueError(
-                f"n_samples={n_samples} should be >= n_components={self.n_components}."
-            )
+        # More components than rows cannot all hold a row: the truncation is
+        # capped at the number of rows.
+        self.n_components_ = min(int(self.n_components), n_samples)
         if self.cluster_scale == "auto":
             n_fitted = n_samples
             if self.e_step_max_samples is not None:
@@ -358,6 +415,30 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             self.cluster_scale_ = auto_cluster_scale(n_fitted)
         else:
             self.cluster_scale_ = float(self.cluster_scale)
+
+    def _network_spec(self, n_features):
+        spec = super()._network_spec(n_features)
+        if spec.image_shape is None:
+            return spec
+        return dataclasses.replace(spec, encoder=self.encoder)
+
+    def _record_fitted_params(self):
+        self._augmentation = TrainingAugmentation(
+            make_augmentation(
+                self.augmentation,
+                self.network_spec_.image_shape,
+                strength=self.augmentation_strength,
+            )
+        )
+
+    #: Choose the component of the clustering loss from the clean image's code
+    #: (DEC-DA) rather than from the augmented view's.
+    _clean_assignment = True
+
+    def _augment(self, x):
+        """The encoder's view of the batch ``x``: ``x`` itself without augmentation."""
+        augmentation = getattr(self, "_augmentation", None)
+        return x if augmentation is None else augmentation.view(x)
 
     def _build_networks(self, spec):
         networks = super()._build_networks(spec)
@@ -367,10 +448,44 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     def _collapse_advice(self):
         return "Lower clustering_weight or learning_rate, or use fewer n_iter."
 
+    def _fit_e_step_mixture(self, mixture, Z, max_iter):
+        mixture = super()._fit_e_step_mixture(mixture, Z, max_iter)
+        if max_iter is not None:
+            return mixture  # warm refits keep the truncation
+        # The first E-step: while every component holds codes, the truncation
+        # may be what limits the count, so double it and fit again.
+        while len(
+            occupied_components(mixture, Z)
+        ) == mixture.n_components and 2 * mixture.n_components * MIN_ROWS_PER_COMPONENT <= len(Z):
+            self.n_components_ = 2 * mixture.n_components
+            mixture = make_mixture(random_state=mixture.random_state, **self._mixture_params())
+            mixture = super()._fit_e_step_mixture(mixture, Z, None)
+        return mixture
+
+    def _check_result(self):
+        history = list(self.n_clusters_history_)
+        if self.n_clusters_ == 1 and self.n_components_ > 1:
+            warnings.warn(
+                "DeepDPGMMClusterer kept a single cluster (clusters after each E-step: "
+                f"{history}). If the data hold several groups, lower cluster_scale (the "
+                f"value used was {self.cluster_scale_:.3g}) or clustering_weight.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        elif self.n_clusters_ == self.n_components_ and self.n_components_ > 1:
+            warnings.warn(
+                f"DeepDPGMMClusterer used all n_components={self.n_components_} components "
+                "of its truncated Dirichlet process, so the data may hold more clusters: "
+                "raise n_components (or cluster_scale, to merge more).",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
     def _mixture_params(self):
         concentration = self.weight_concentration_prior
+        n_components = getattr(self, "n_components_", self.n_components)
         if concentration is None:
-            concentration = 1.0 / self.n_components
+            concentration = 1.0 / n_components
         # scikit-learn's diagonal covariance estimate is
         # (covariance_prior + n_k S_k) / (degrees_of_freedom_prior + n_k), so this
         # prior acts as latent_dim pseudo-samples of variance cluster_scale**2.
@@ -383,7 +498,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         else:
             covariance_prior = prior_variance * np.eye(self.latent_dim)
         return {
-            "n_components": self.n_components,
+            "n_components": n_components,
             "covariance_type": self.covariance_type,
             "weight_concentration_prior_type": "dirichlet_process",
             "weight_concentration_prior": concentration,
@@ -413,17 +528,22 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         return torch.sum((self.decoder_(z) - x.flatten(1)) ** 2, dim=1).mean()
 
     def _pretrain_loss(self, x):
-        mean, _ = self._encode(x)
+        mean, _ = self._encode(self._augment(x))
         return self._reconstruction_loss(x, mean)
 
     def _network_loss(self, x, mixture):
-        mean, log_var = self._encode(x)
+        view = self._augment(x)
+        mean, log_var = self._encode(view)
         var = torch.exp(log_var)
         z = reparameterize(mean, log_var)
         divergences = component_divergence(
             mean, var, mixture, divergence=self.divergence, alpha=self.alpha
         )
-        log_joint = mixture_log_joint(mean.detach(), mixture)
+        target = mean.detach()
+        if view is not x and self._clean_assignment:
+            with torch.no_grad():
+                target, _ = self._encode(x)
+        log_joint = mixture_log_joint(target, mixture)
         if self.assignment == "hard":
             clustering = divergences.gather(1, log_joint.argmax(dim=1, keepdim=True))
         else:
@@ -459,4 +579,5 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             Cluster of each sample, grouped as in
             :meth:`sklearn.mixture.GaussianMixture.sample`.
         """
+        check_is_fitted(self, "mixture_")
         return self._generate(n_samples, cluster, self.decoder_)

@@ -2,13 +2,15 @@
 
 :func:`build_network` is the one entry point the estimators use; the modules
 hold one family of networks each: ``mlp`` (vectors), ``conv`` (image encoder
-and decoder), ``unet`` (the image denoiser), ``standardized`` (the latent
+and decoder), ``residual_encoder`` (the authors' ClusterDDPM image encoder),
+``unet`` (the image denoiser), ``standardized`` (the latent
 standardisation of DeepDPGMMClusterer's encoder).
 """
 
-from .backbones import BACKBONES, NetworkSpec, build_network
+from .backbones import BACKBONES, IMAGE_DENOISERS, IMAGE_ENCODERS, NetworkSpec, build_network
 from .conv import ConvDecoder, ConvGaussianEncoder
 from .mlp import GaussianEncoder, MLPDecoder, MLPDenoiser
+from .residual_encoder import ResidualConvGaussianEncoder
 from .standardized import StandardizedGaussianEncoder
 from .unet import ConditionalUNet, DownBlock, ResidualConvBlock, UpBlock
 
@@ -19,10 +21,13 @@ __all__ = [
     "ConvGaussianEncoder",
     "DownBlock",
     "GaussianEncoder",
+    "IMAGE_DENOISERS",
+    "IMAGE_ENCODERS",
     "MLPDecoder",
     "MLPDenoiser",
     "NetworkSpec",
     "ResidualConvBlock",
+    "ResidualConvGaussianEncoder",
     "StandardizedGaussianEncoder",
     "UpBlock",
     "build_network",

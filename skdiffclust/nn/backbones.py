@@ -5,13 +5,17 @@ was fitted with) and asks :func:`build_network` for each role it needs:
 ``"encoder"`` (q(z|x) as ``(mean, log_var)``), ``"decoder"`` (``z -> x``) or
 ``"denoiser"`` (``eps(x_t, z, t/T)``). The input kind is ``"vector"`` for
 rows of features and ``"image"`` when an image shape is given. A new backbone
-is one entry of :data:`BACKBONES`; both estimators pick it up.
+is one entry of :data:`BACKBONES`; both estimators pick it up. Image inputs
+have variants of the encoder (:data:`IMAGE_ENCODERS`, chosen by
+``NetworkSpec.encoder``) and of the denoiser (:data:`IMAGE_DENOISERS`, chosen
+by ``NetworkSpec.denoiser``).
 """
 
 from dataclasses import asdict, dataclass
 
 from .conv import ConvDecoder, ConvGaussianEncoder
 from .mlp import GaussianEncoder, MLPDecoder, MLPDenoiser
+from .residual_encoder import ResidualConvGaussianEncoder
 from .unet import ConditionalUNet
 
 #: Width of the dense layer between the convolutions and the latent code when
@@ -36,6 +40,10 @@ class NetworkSpec:
         ``(C, H, W)`` of image inputs, None for vectors.
     conv_width : int
         Channels of the first convolution level (images only).
+    encoder : str
+        The image encoder, a key of :data:`IMAGE_ENCODERS` (images only).
+    denoiser : str
+        The image denoiser, a key of :data:`IMAGE_DENOISERS` (images only).
     """
 
     n_features: int
@@ -43,6 +51,8 @@ class NetworkSpec:
     hidden_dims: tuple
     image_shape: tuple | None = None
     conv_width: int = 32
+    encoder: str = "conv"
+    denoiser: str = "unet"
 
     @property
     def input_kind(self):
@@ -59,12 +69,41 @@ class NetworkSpec:
         return asdict(self)
 
 
+#: ``NetworkSpec.encoder -> builder(spec)`` of the image encoders: ``"conv"``,
+#: two strided convolutions and a dense layer; ``"residual"``, the authors'
+#: ClusterDDPM encoder (residual blocks at full resolution, far slower).
+IMAGE_ENCODERS = {
+    "conv": lambda s: ConvGaussianEncoder(s.image_shape, s.latent_dim, s.conv_width, s.dense_width),
+    "residual": lambda s: ResidualConvGaussianEncoder(s.image_shape, s.latent_dim, s.conv_width),
+}
+
+#: ``NetworkSpec.denoiser -> builder(spec)`` of the image denoisers: ``"unet"``,
+#: the conditional U-Net; ``"mlp"``, the vector denoiser on the flattened image.
+IMAGE_DENOISERS = {
+    "unet": lambda s: ConditionalUNet(s.image_shape, s.latent_dim, s.conv_width),
+    "mlp": lambda s: MLPDenoiser(s.n_features, s.hidden_dims, s.latent_dim),
+}
+
+
+def _variant(variants, name, field):
+    try:
+        return variants[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown {field} {name!r} for image inputs; known: {sorted(variants)}."
+        ) from None
+
+
 def _image_encoder(spec):
-    return ConvGaussianEncoder(spec.image_shape, spec.latent_dim, spec.conv_width, spec.dense_width)
+    return _variant(IMAGE_ENCODERS, spec.encoder, "encoder")(spec)
 
 
 def _image_decoder(spec):
     return ConvDecoder(spec.latent_dim, spec.image_shape, spec.conv_width, spec.dense_width)
+
+
+def _image_denoiser(spec):
+    return _variant(IMAGE_DENOISERS, spec.denoiser, "denoiser")(spec)
 
 
 #: ``(input kind, role) -> builder(spec)``.
@@ -74,7 +113,7 @@ BACKBONES = {
     ("vector", "denoiser"): lambda s: MLPDenoiser(s.n_features, s.hidden_dims, s.latent_dim),
     ("image", "encoder"): _image_encoder,
     ("image", "decoder"): _image_decoder,
-    ("image", "denoiser"): lambda s: ConditionalUNet(s.image_shape, s.latent_dim, s.conv_width),
+    ("image", "denoiser"): _image_denoiser,
 }
 
 
