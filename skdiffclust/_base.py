@@ -15,7 +15,7 @@ import time
 import warnings
 from abc import abstractmethod
 from contextlib import contextmanager
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from sklearn.base import (
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._mixture import (
@@ -39,6 +39,7 @@ from ._mixture import (
     occupied_components,
     restricted_log_proba,
 )
+from ._param_validation import check_int_tuple, integers, reals, resolve_image_shape
 from ._threads import limited_torch_threads
 from .callbacks import Callback, PrintProgress
 from .metrics import effective_dimension
@@ -136,39 +137,6 @@ class TrainingDivergedError(FloatingPointError):
     """Raised when the training loss becomes NaN or infinite."""
 
 
-def _check_int_tuple(value, name, length=None):
-    values = tuple(value)
-    if length is not None and len(values) != length:
-        raise ValueError(f"{name} must have {length} entries, got {value!r}.")
-    if not all(isinstance(v, Integral) and not isinstance(v, bool) and v > 0 for v in values):
-        raise ValueError(f"{name} must contain positive integers, got {value!r}.")
-    return tuple(int(v) for v in values)
-
-
-def _resolve_image_shape(image_shape, n_features):
-    """``(C, H, W)`` with at most one entry ``-1`` inferred from ``n_features``,
-    as in :func:`numpy.reshape`."""
-    values = tuple(image_shape)
-    if len(values) != 3 or not all(
-        isinstance(v, Integral) and not isinstance(v, bool) and (v > 0 or v == -1) for v in values
-    ):
-        raise ValueError(
-            "image_shape must be 3 positive integers (C, H, W), one of which may be -1 "
-            f"to infer it from n_features, got {image_shape!r}."
-        )
-    if values.count(-1) > 1:
-        raise ValueError(f"image_shape can have only one entry -1, got {image_shape!r}.")
-    known = int(np.prod([v for v in values if v != -1]))
-    if -1 in values and n_features % known == 0:
-        values = tuple(n_features // known if v == -1 else int(v) for v in values)
-    if -1 in values or int(np.prod(values)) != n_features:
-        raise ValueError(
-            f"image_shape={tuple(image_shape)} does not match X's {n_features} features; "
-            "X must hold the images flattened in (C, H, W) order, C * H * W = n_features."
-        )
-    return tuple(int(v) for v in values)
-
-
 class BaseDeepClusterer(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator
 ):
@@ -183,20 +151,20 @@ class BaseDeepClusterer(
     """
 
     _parameter_constraints = {
-        "latent_dim": [Interval(Integral, 1, None, closed="left")],
+        "latent_dim": [integers(1)],
         "hidden_dims": ["array-like"],
         "image_shape": ["array-like", None],
-        "conv_width": [Interval(Integral, 1, None, closed="left")],
-        "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
-        "n_iter": [Interval(Integral, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 2, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "conv_width": [integers(1)],
+        "pretrain_epochs": [integers(0)],
+        "n_iter": [integers(0)],
+        "batch_size": [integers(2)],
+        "learning_rate": [reals(0)],
         "scaling": [StrOptions({"global", "feature"}), None],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, tuple, None],
-        "e_step_max_samples": [Interval(Integral, 1, None, closed="left"), None],
+        "e_step_max_samples": [integers(1), None],
         "init_params": [StrOptions(set(INIT_PARAMS))],
         "warm_start": ["boolean"],
     }
@@ -246,6 +214,9 @@ class BaseDeepClusterer(
         """The width of the first convolution level (a hook for deprecated names)."""
         return self.conv_width
 
+    def _check_result(self):
+        """Warn about a degenerate fitted state (called at the end of ``fit``)."""
+
     def _record_fitted_params(self):
         """Record, as fitted attributes, the parameters that inference reads
         (beyond the networks' architecture), when a new fit starts."""
@@ -279,11 +250,11 @@ class BaseDeepClusterer(
         """The :class:`NetworkSpec` of the current parameters for ``n_features`` inputs."""
         image_shape = None
         if self.image_shape is not None:
-            image_shape = _resolve_image_shape(self.image_shape, n_features)
+            image_shape = resolve_image_shape(self.image_shape, n_features)
         return NetworkSpec(
             n_features=n_features,
             latent_dim=int(self.latent_dim),
-            hidden_dims=_check_int_tuple(self.hidden_dims, "hidden_dims"),
+            hidden_dims=check_int_tuple(self.hidden_dims, "hidden_dims"),
             image_shape=image_shape,
             conv_width=int(self._conv_width()),
         )
@@ -326,13 +297,22 @@ class BaseDeepClusterer(
             magnitude = max(abs(low), abs(high)) or 1.0
             span = high / magnitude - low / magnitude
             offset = np.full(X.shape[1], low)
-            scale = np.full(X.shape[1], 1.0 / magnitude / span if span > 0 else 1.0)
+            with np.errstate(over="ignore", divide="ignore"):
+                scale = np.full(X.shape[1], 1.0 / magnitude / span if span > 0 else 1.0)
         elif self.scaling == "feature":
             offset, std = _column_mean_std(X)
-            scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0)
+            with np.errstate(over="ignore", divide="ignore"):
+                scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0)
         else:
             offset = np.zeros(X.shape[1])
             scale = np.ones(X.shape[1])
+        if not np.all(np.isfinite(scale)):
+            raise ValueError(
+                f"X's values are too small to rescale (their largest magnitude is "
+                f"{float(np.max(np.abs(X))):.3g}, near the smallest float64): with "
+                f"scaling={self.scaling!r} the scale factor overflows. Multiply X by a "
+                "large constant first."
+            )
         self._input_offset = offset
         self._input_scale = scale
 
@@ -347,10 +327,16 @@ class BaseDeepClusterer(
             with np.errstate(over="ignore", invalid="ignore"):
                 Xs[rows] = X[rows] * self._input_scale - shifted
         if not np.all(np.isfinite(Xs)):
+            if self.scaling is None:
+                advice = "rescale X (for example with StandardScaler), or use scaling='global'."
+            else:
+                advice = (
+                    f"scaling={self.scaling!r} maps the training data to a range of order "
+                    "1, so these values lie far outside it; check that X has the units of "
+                    "the training data."
+                )
             raise ValueError(
-                "X has values too large to represent in float32 after scaling; "
-                "rescale X (for example with StandardScaler), or use "
-                "scaling='global' or 'feature'."
+                f"X has values too large to represent in float32 after scaling: {advice}"
             )
         return Xs
 
@@ -413,6 +399,7 @@ class BaseDeepClusterer(
                 self.__dict__.clear()
                 self.__dict__.update(previous_state)
             raise
+        self._check_result()
         _notify(callbacks, "on_fit_end", self)
         return self
 
@@ -558,7 +545,7 @@ class BaseDeepClusterer(
         n_samples = Xs.shape[0]
         for net in self._networks().values():
             net.train()
-        batches = torch.randperm(n_samples, device=Xs.device).split(self.batch_size)
+        batches = torch.randperm(n_samples, device=Xs.device).split(int(self.batch_size))
         if len(batches) > 1 and len(batches[-1]) == 1:
             batches = batches[:-1]  # a batch of one breaks batch normalisation
         total, count = 0.0, 0
@@ -586,6 +573,12 @@ class BaseDeepClusterer(
         """The latent codes the E-step fits its mixture on (float64 numpy)."""
         return self._encode_mean(Xs)
 
+    def _fit_e_step_mixture(self, mixture, Z, max_iter):
+        """Fit (``max_iter=None``: the first E-step) or warm-refit the mixture on ``Z``."""
+        return fit_mixture(
+            mixture, Z, max_iter=max_iter, keep_all_components=self._keep_all_components
+        )
+
     def _e_step(self, mixture, Xs, history, random_state, max_iter, iteration, callbacks):
         """Refit ``mixture`` on the latent codes; ``iteration`` 0 is the E-step after
         pretraining."""
@@ -600,9 +593,7 @@ class BaseDeepClusterer(
         Z_fit = Z
         if self.e_step_max_samples is not None and len(Z) > self.e_step_max_samples:
             Z_fit = Z[random_state.choice(len(Z), self.e_step_max_samples, replace=False)]
-        mixture = fit_mixture(
-            mixture, Z_fit, max_iter=max_iter, keep_all_components=self._keep_all_components
-        )
+        mixture = self._fit_e_step_mixture(mixture, Z_fit, max_iter)
         n_clusters = len(occupied_components(mixture, Z))
         history["n_clusters"].append(n_clusters)
         history["latent_scale"].append(float(np.sqrt(np.mean(np.var(Z, axis=0)))))

@@ -28,11 +28,13 @@ class ResidualConvBlock(nn.Module):
         )
 
     def forward(self, x):
-        h = self.conv2(self.conv1(x))
+        h1 = self.conv1(x)
+        h = self.conv2(h1)
         if not self.residual:
             return h
-        # The authors' scaling keeps the residual sum at unit variance.
-        return ((x if self.same_channels else self.conv1(x)) + h) / 1.414
+        # The authors' scaling keeps the residual sum at unit variance; with a
+        # change of channels the skip is the first layer's output, computed once.
+        return ((x if self.same_channels else h1) + h) / 1.414
 
 
 class DownBlock(nn.Sequential):
