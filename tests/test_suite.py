@@ -2,6 +2,7 @@
 
 import csv
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,3 +221,10 @@ def test_tiny_suite_run_writes_the_reports(tmp_path, capsys):
     if unavailable_reason(SUITE_METHODS["DEC"]) is not None:
         assert "Skipped DEC: clustpy.deep is not importable" in markdown
         assert "note: skipping method DEC" in capsys.readouterr().out
+
+
+def test_docs_list_every_data_set_with_its_shape():
+    page = (Path(__file__).parents[1] / "docs" / "benchmark_suite.rst").read_text()
+    for name, dataset in SUITE_DATASETS.items():
+        n, d, k = dataset.shape
+        assert f"   * - ``{name}``\n     - {n:,}\n     - {d}\n     - {k}\n" in page, name
