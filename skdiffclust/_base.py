@@ -49,6 +49,9 @@ from .nn import NetworkSpec, build_network
 #: small enough that memory stays bounded for any number of rows.
 INFERENCE_BATCH_SIZE = 4096
 
+#: Fewest rows per forward pass at inference (see ``_encode_mean``).
+MIN_INFERENCE_ROWS = 8
+
 #: Samples generated per batch by ``sample``.
 SAMPLE_BATCH_SIZE = 1024
 
@@ -654,8 +657,15 @@ class BaseDeepClusterer(
             for net in self._networks().values():
                 net.eval()
             for start in range(0, Xs.shape[0], INFERENCE_BATCH_SIZE):
-                mean, _ = encode(Xs[start : start + INFERENCE_BATCH_SIZE])
-                out.append(mean.cpu().numpy())
+                batch = Xs[start : start + INFERENCE_BATCH_SIZE]
+                n_rows = len(batch)
+                if n_rows < MIN_INFERENCE_ROWS:
+                    # Matrix products of one to a few rows take other BLAS
+                    # kernels, which round differently: repeating the rows
+                    # makes a row's code the same alone as in any batch.
+                    batch = batch[torch.arange(MIN_INFERENCE_ROWS, device=batch.device) % n_rows]
+                mean, _ = encode(batch)
+                out.append(mean[:n_rows].cpu().numpy())
         return np.concatenate(out).astype(np.float64)
 
     def _latent_chunks(self, X):

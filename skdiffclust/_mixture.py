@@ -262,6 +262,8 @@ def fit_mixture(mixture, Z, max_iter=None, keep_all_components=False):
         ``mixture`` itself, or the fresh replacement.
     """
     warm_restart = hasattr(mixture, "converged_")
+    if not warm_restart:
+        _regularize_default_covariance_prior(mixture, Z)
     if max_iter is not None:
         mixture.set_params(max_iter=max_iter)
     with warnings.catch_warnings():
@@ -274,6 +276,30 @@ def fit_mixture(mixture, Z, max_iter=None, keep_all_components=False):
         ):
             mixture = clone(mixture).set_params(max_iter=FULL_FIT_MAX_ITER).fit(Z)
     return mixture
+
+
+def _regularize_default_covariance_prior(mixture, Z):
+    """Give a singular default covariance prior the mixture's ``reg_covar``.
+
+    scikit-learn's default prior is the empirical covariance of ``Z``, singular
+    when there are no more codes than dimensions (or a code dimension is
+    constant). A component that loses its codes then gets the prior alone as
+    covariance, and its Cholesky factorisation fails. The prior is left as it
+    is otherwise, so results on ordinary data do not change.
+    """
+    if mixture.covariance_prior is not None or mixture.covariance_type not in ("full", "diag"):
+        return
+    if mixture.covariance_type == "full":
+        prior = np.atleast_2d(np.cov(Z, rowvar=False))
+        if len(Z) > 1 and np.linalg.eigvalsh(prior)[0] > mixture.reg_covar:
+            return
+        prior = prior + mixture.reg_covar * np.eye(Z.shape[1])
+    else:
+        prior = np.var(Z, axis=0, ddof=1) if len(Z) > 1 else np.zeros(Z.shape[1])
+        if np.min(prior) > mixture.reg_covar:
+            return
+        prior = prior + mixture.reg_covar
+    mixture.set_params(covariance_prior=prior)
 
 
 def occupied_components(mixture, Z):
