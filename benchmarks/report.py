@@ -41,12 +41,33 @@ NUMERIC_COLUMNS = SCORES + [
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
-def write_csv(records, path):
-    with open(path, "w", newline="") as file:
+def write_csv(records, path, append=False):
+    """Write ``records`` to the CSV at ``path``, or append them (a header only if it is new)."""
+    header = not (append and Path(path).exists())
+    with open(path, "a" if append else "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
+        if header:
+            writer.writeheader()
         for record in records:
             writer.writerow({column: record.get(column, "") for column in RESULT_COLUMNS})
+
+
+def read_csv(path):
+    """The records of a results CSV, with numbers as numbers (empty cells as NaN)."""
+    integers = {"seed", "n_samples", "n_features", "n_classes", "n_clusters_found"}
+    records = []
+    with open(path, newline="") as file:
+        for row in csv.DictReader(file):
+            for column in set(NUMERIC_COLUMNS) | integers:
+                if column not in row:
+                    continue
+                value = row[column]
+                if value == "":
+                    row[column] = math.nan
+                else:
+                    row[column] = int(value) if column in integers else float(value)
+            records.append(row)
+    return records
 
 
 def summarize(records):

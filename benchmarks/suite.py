@@ -36,9 +36,11 @@ from .report import (
     markdown_matrix,
     markdown_versus_best,
     markdown_wins_ties_losses,
+    read_csv,
     summarize,
     versus_best_reference,
     wins_ties_losses,
+    write_csv,
     write_outputs,
 )
 from .run import (
@@ -133,15 +135,31 @@ def build_parser():
         action="store_true",
         help="smoke test of the suite: 200 samples per data set, tiny deep models",
     )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="CSV",
+        help="run nothing: write the report and heat map of this results CSV (of a finished, "
+        "stopped or running suite) beside it",
+    )
     return parser
 
 
-def run_plan(plan, tiny=False, timeout=None, n_threads=None, started=None):
+def estimated_cost(dataset):
+    """A rough cost of one fit of a deep method on ``dataset``, in sample-epochs."""
+    n_samples = dataset.shape[0]
+    # The convolutional networks on 8x8 images train about 3 times slower.
+    return n_samples * dataset.epoch_scale * (1 if dataset.image_shape is None else 3)
+
+
+def run_plan(plan, tiny=False, timeout=None, n_threads=None, started=None, csv_path=None):
     """Measure each ``(dataset, method, seed)`` of ``plan`` and print the progress.
 
     Each fit runs in a fresh worker process, except those of methods with a
     warm-up (numba's compilation of UMAP), which share one worker per method
-    so that the compilation is done once.
+    so that the compilation is done once. Each record is appended to the CSV
+    at ``csv_path`` as soon as it is measured, so that a run that is stopped
+    leaves what it measured.
 
     Returns
     -------
@@ -167,6 +185,8 @@ def run_plan(plan, tiny=False, timeout=None, n_threads=None, started=None):
                 worker = workers.setdefault(method.name, Worker(n_threads))
                 record = worker.run(method, dataset, seed, tiny=tiny, timeout=timeout)
             records.append(record)
+            if csv_path is not None:
+                write_csv([record], csv_path, append=True)
             elapsed = _format_elapsed(time.perf_counter() - started)
             print(f"{_progress_result(record)}  [elapsed {elapsed}]", flush=True)
     finally:
@@ -175,8 +195,18 @@ def run_plan(plan, tiny=False, timeout=None, n_threads=None, started=None):
     return records
 
 
+def _in_order(records, datasets):
+    """``records`` sorted by the order of ``datasets`` (stable: methods and seeds keep theirs)."""
+    rank = {dataset.name: index for index, dataset in enumerate(datasets)}
+    return sorted(records, key=lambda record: rank.get(record["dataset"], len(rank)))
+
+
 def suite_markdown(records, datasets, methods, header_lines=(), notes=()):
-    """The Markdown report of a suite run: tables of scores, then the comparisons."""
+    """The Markdown report of a suite run: tables of scores, then the comparisons.
+
+    Data sets appear in the order of ``datasets``, whatever order they ran in.
+    """
+    records = _in_order(records, datasets)
     summary = summarize(records)
     present = list(dict.fromkeys(row["method"] for row in summary))
     estimators = [name for name in ESTIMATORS if name in present]
@@ -227,11 +257,53 @@ def _budget_notes(datasets, tiny):
     ]
 
 
+def _figure(summary, path, title):
+    heatmap(summary, path, title, annotate_clusters="DeepDPGMM")
+
+
+def _title(label, seeds, when):
+    seeds_text = "seed 0" if seeds == [0] else f"mean of seeds {', '.join(map(str, seeds))}"
+    return f"skdiffclust benchmark suite, {label}: ACC, {seeds_text} ({when:%Y-%m-%d})"
+
+
+def report_from_csv(path):
+    """Write the Markdown report and the heat map of the results CSV at ``path`` beside it.
+
+    For a run that was stopped, or is still running, as well as for a finished
+    one: the CSV is read, not changed. Returns the paths by suffix.
+    """
+    path = Path(path)
+    records = read_csv(path)
+    present = {record["dataset"] for record in records}
+    datasets = [dataset for name, dataset in SUITE_DATASETS.items() if name in present]
+    seeds = sorted({record["seed"] for record in records})
+    when = datetime.fromtimestamp(path.stat().st_mtime)
+    n_ok = sum(record["status"] == "ok" for record in records)
+    header = [
+        f"# skdiffclust benchmark suite: report of {path.name}",
+        "",
+        f"{len(records)} fits ({n_ok} successful) of {len(datasets)} data sets, seeds "
+        f"{' '.join(map(str, seeds))}, read from the CSV at {when:%Y-%m-%d %H:%M} "
+        "(`python -m benchmarks.suite --report`); a run that was stopped covers the data sets "
+        "it reached, cheapest first.",
+    ]
+    notes = _budget_notes(datasets, tiny=False)
+    markdown = suite_markdown(records, datasets, SUITE_METHODS, header, notes)
+    paths = {"csv": path, "md": path.with_suffix(".md"), "png": path.with_suffix(".png")}
+    paths["md"].write_text(markdown)
+    _figure(summarize(_in_order(records, datasets)), paths["png"], _title(path.stem, seeds, when))
+    print(markdown)
+    print(f"Wrote {paths['md']} and {paths['png']}")
+    return paths
+
+
 def main(argv=None):
     """Run the suite; return the paths of the written files by suffix."""
     args = build_parser().parse_args(argv)
+    if args.report is not None:
+        return report_from_csv(args.report)
     argv = sys.argv[1:] if argv is None else argv
-    started = time.perf_counter()
+    started, stamp = time.perf_counter(), datetime.now()
     mode = ("quick" if args.quick else "full") + ("-tiny" if args.tiny else "")
     dataset_names = args.datasets or list(QUICK_DATASETS if args.quick else SUITE_DATASETS)
     method_names = args.methods or list(SUITE_METHODS)
@@ -253,41 +325,49 @@ def main(argv=None):
     # ClustPy draws progress bars of every epoch: keep the log readable.
     os.environ.setdefault("TQDM_DISABLE", "1")
 
-    plan = [(dataset, method, seed) for dataset in datasets for method in methods for seed in seeds]
+    # Cheapest data sets first, so that a stopped run has covered the most.
+    plan = [
+        (dataset, method, seed)
+        for dataset in sorted(datasets, key=estimated_cost)
+        for method in methods
+        for seed in seeds
+    ]
+    stem = f"suite-{stamp:%Y%m%d-%H%M%S}-{mode}"
+    args.out.mkdir(parents=True, exist_ok=True)
     print(
         f"skdiffclust benchmark suite, {mode} mode: {len(methods)} methods x "
-        f"{len(datasets)} data sets x {len(seeds)} seeds = {len(plan)} fits",
+        f"{len(datasets)} data sets x {len(seeds)} seeds = {len(plan)} fits; "
+        f"results appended to {args.out / stem}.csv",
         flush=True,
     )
     records = run_plan(
-        plan, tiny=args.tiny, timeout=args.timeout, n_threads=args.threads, started=started
+        plan,
+        tiny=args.tiny,
+        timeout=args.timeout,
+        n_threads=args.threads,
+        started=started,
+        csv_path=args.out / f"{stem}.csv",
     )
 
     wall_seconds = time.perf_counter() - started
-    now = datetime.now()
     command = f"python -m benchmarks.suite {' '.join(argv)}".rstrip()
     header = [
         f"# skdiffclust benchmark suite: {mode} mode",
         "",
-        describe_run(now, seeds, args.threads, wall_seconds, command, SUITE_PACKAGES),
+        describe_run(stamp, seeds, args.threads, wall_seconds, command, SUITE_PACKAGES),
     ]
     notes = _budget_notes(datasets, args.tiny) + skipped
     markdown = suite_markdown(records, datasets, SUITE_METHODS, header, notes)
-    seeds_text = "seed 0" if seeds == [0] else f"mean of seeds {', '.join(map(str, seeds))}"
-    title = f"skdiffclust benchmark suite, {mode} mode: ACC, {seeds_text} ({now:%Y-%m-%d})"
-
-    def figure(summary, path, title):
-        heatmap(summary, path, title, annotate_clusters="DeepDPGMM")
-
+    records = _in_order(records, datasets)
     paths = write_outputs(
         records,
         summarize(records),
         args.out,
-        f"suite-{now:%Y%m%d-%H%M%S}-{mode}",
+        stem,
         f"suite-latest-{mode}",
         markdown,
-        title,
-        figure=figure,
+        _title(f"{mode} mode", seeds, stamp),
+        figure=_figure,
     )
     print("\n" + markdown)
     print(f"Wrote {', '.join(str(path) for path in paths.values())} (and suite-latest-{mode}.*)")

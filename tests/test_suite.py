@@ -218,6 +218,13 @@ def test_tiny_suite_run_writes_the_reports(tmp_path, capsys):
     ):
         assert heading in markdown
     assert "| iris | 150 | 4 | 3 | tabular |" in markdown
+
+    # The report of the CSV alone has the same tables.
+    report = main(["--report", str(paths["csv"])])
+    assert report["md"] == paths["md"] and paths["png"].read_bytes().startswith(b"\x89PNG")
+    tables = report["md"].read_text()
+    section = slice(markdown.index("## ACC"), markdown.index("## Fit time"))
+    assert tables[tables.index("## ACC") : tables.index("## Fit time")] == markdown[section]
     if unavailable_reason(SUITE_METHODS["DEC"]) is not None:
         assert "Skipped DEC: clustpy.deep is not importable" in markdown
         assert "note: skipping method DEC" in capsys.readouterr().out
