@@ -93,7 +93,7 @@ def _rank_main(rank, world_size, port, sizes, models, repeats, results):
     import torch
     import torch.distributed as dist
 
-    from skdiffclust._distributed import (
+    from skdiffclust.distributed import (
         count_communication,
         distributed_context,
         gather_rows,
@@ -184,7 +184,7 @@ def _default_models():
 
 
 def _format_models(models, timings, world_size):
-    from skdiffclust._distributed import allreduce_bytes
+    from skdiffclust.distributed import allreduce_bytes
 
     lines = [
         f"Gradient all-reduce of one DDP step, {world_size} gloo processes, float32; "

@@ -14,7 +14,9 @@ import io
 import time
 import warnings
 from abc import abstractmethod
+from collections import namedtuple
 from contextlib import contextmanager
+from functools import partial
 from numbers import Integral
 
 import numpy as np
@@ -31,13 +33,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import distributed as _distributed
 from ._mixture import (
     INIT_PARAMS,
     TorchMixture,
     fit_mixture,
     make_mixture,
     occupied_components,
-    restricted_log_proba,
 )
 from ._param_validation import check_int_tuple, integers, reals, resolve_image_shape
 from ._threads import limited_torch_threads
@@ -128,6 +130,11 @@ HISTORY_KEYS = (
 
 #: How messages name the training stages.
 _STAGE_NAMES = {"pretrain": "pretraining epoch", "EM": "EM iteration"}
+
+
+#: The scaled rows a process trains on and those it encodes for the E-step
+#: (the same tensor in one process; each rank's shards under torch.distributed).
+_Data = namedtuple("_Data", ["train", "codes"])
 
 
 def _notify(callbacks, event, estimator, **info):
@@ -380,19 +387,30 @@ class BaseDeepClusterer(
         try:
             X = self._validate_X(X, reset=not continuing, fitting=True)
             callbacks = self._check_data_params(X, continuing)
+            ctx = self._dist = _distributed.distributed_context()
             device = resolve_device(self.device)
             random_state = check_random_state(self.random_state)
             seed = int(random_state.randint(np.iinfo(np.int32).max))
+            if ctx is not None:
+                callbacks = callbacks if ctx.is_main else []
+                if device.type == "cuda":
+                    device = ctx.device  # this rank's GPU
+                # Every rank starts from rank 0's seed (random_state may be None)
+                # and draws its own minibatches and noise from it.
+                seed = _distributed.rank_seed(_distributed.broadcast_object(seed, ctx), ctx.rank)
             if not continuing:
                 self._fit_scaling(X)
             Xs = torch.from_numpy(self._scale(X)).to(device)
             with local_torch_seed(seed), limited_torch_threads():
                 self._fit_loop(Xs, device, random_state, continuing, progress, callbacks)
+            del self._dist
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt) and progress["checkpoint"] is not None:
                 # Keep the last completed iteration, so that the estimator is
                 # usable and ``warm_start=True`` can continue from it.
                 self._restore(progress["checkpoint"], Xs, device)
+                for name in ("_dist", "_data_parallel"):
+                    self.__dict__.pop(name, None)
             else:
                 # Divergence, an error or an interrupt before the first
                 # iteration: leave the estimator as it was.
@@ -418,24 +436,53 @@ class BaseDeepClusterer(
             history = {key: [] for key in HISTORY_KEYS}
             mixture = None
         self._set_networks(networks)
+        # Wrapping broadcasts rank 0's weights, so every rank starts alike;
+        # pretraining may leave the encoder's log-variance head without gradient.
+        self._data_parallel = {
+            name: _distributed.wrap_ddp(
+                net, self._dist, count_bytes=True, find_unused_parameters=name == "encoder"
+            )
+            for name, net in networks.items()
+        }
         params = [p for net in networks.values() for p in net.parameters()]
         optimizer = torch.optim.Adam(params, lr=self.learning_rate)
         if continuing:
             progress["initial"] = progress["checkpoint"] = self._checkpoint(mixture, history)
         _notify(callbacks, "on_fit_begin", self, n_samples=len(Xs), continuing=continuing)
+        data = self._shard(Xs, random_state)
         if not continuing:
-            mixture = self._pretrain(Xs, optimizer, history, random_state, callbacks)
+            mixture = self._pretrain(data, optimizer, history, random_state, callbacks)
             progress["checkpoint"] = self._checkpoint(mixture, history)
         self._em_iterations(
-            Xs, device, mixture, optimizer, history, random_state, progress, callbacks
+            data, device, mixture, optimizer, history, random_state, progress, callbacks
         )
+        del self._data_parallel  # DDP wrappers do not pickle; the networks stay
         self._restore(progress["checkpoint"], Xs, device)
 
-    def _pretrain(self, Xs, optimizer, history, random_state, callbacks):
+    def _shard(self, Xs, random_state):
+        """The rows this process trains on and encodes for the E-step.
+
+        One process: all of them. Under :mod:`torch.distributed`, each rank
+        trains on its shard of a random permutation (padded, so that every
+        rank runs the same number of steps) and encodes its share of the rows
+        in their order, whose codes the E-step gathers.
+        """
+        ctx = self._dist
+        if ctx is None or ctx.world_size == 1:
+            return _Data(train=Xs, codes=Xs)
+        permutation_seed = int(random_state.randint(np.iinfo(np.int32).max))
+        train = _distributed.shard_indices(
+            len(Xs), ctx.rank, ctx.world_size, uneven="pad", seed=permutation_seed
+        )
+        codes = _distributed.shard_indices(len(Xs), ctx.rank, ctx.world_size)
+        as_index = partial(torch.as_tensor, device=Xs.device)
+        return _Data(train=Xs[as_index(train)], codes=Xs[as_index(codes)])
+
+    def _pretrain(self, data, optimizer, history, random_state, callbacks):
         """The pretraining epochs and the first E-step; returns the mixture."""
         for epoch in range(self.pretrain_epochs):
             loss, seconds = self._timed_epoch(
-                Xs,
+                data.train,
                 self._pretrain_loss,
                 optimizer,
                 "pretrain",
@@ -459,10 +506,10 @@ class BaseDeepClusterer(
             random_state=random_state.randint(np.iinfo(np.int32).max),
             **self._mixture_params(),
         )
-        return self._e_step(mixture, Xs, history, random_state, None, 0, callbacks)
+        return self._e_step(mixture, data.codes, history, random_state, None, 0, callbacks)
 
     def _em_iterations(
-        self, Xs, device, mixture, optimizer, history, random_state, progress, callbacks
+        self, data, device, mixture, optimizer, history, random_state, progress, callbacks
     ):
         """``n_iter`` iterations of a network epoch against the fixed mixture, then an E-step."""
         for group in optimizer.param_groups:
@@ -472,7 +519,7 @@ class BaseDeepClusterer(
             torch_mixture = TorchMixture.from_sklearn(mixture, device)
             start = time.perf_counter()
             loss, _ = self._timed_epoch(
-                Xs,
+                data.train,
                 lambda x, mixture=torch_mixture: self._network_loss(x, mixture),
                 optimizer,
                 "EM",
@@ -483,7 +530,7 @@ class BaseDeepClusterer(
             history["loss"].append(loss)
             mixture = self._e_step(
                 mixture,
-                Xs,
+                data.codes,
                 history,
                 random_state,
                 self._e_step_max_iter,
@@ -518,6 +565,10 @@ class BaseDeepClusterer(
                 break
             progress["checkpoint"] = self._checkpoint(mixture, history)
 
+    #: Fitted attributes that fitting the E-step's mixture may set (sent from
+    #: rank 0 with the mixture under torch.distributed).
+    _e_step_attributes = ()
+
     #: Variational iterations of each warm-started E-step refit.
     _e_step_max_iter = 20
 
@@ -551,30 +602,66 @@ class BaseDeepClusterer(
         batches = torch.randperm(n_samples, device=Xs.device).split(int(self.batch_size))
         if len(batches) > 1 and len(batches[-1]) == 1:
             batches = batches[:-1]  # a batch of one breaks batch normalisation
+        ctx = getattr(self, "_dist", None)
         total, count = 0.0, 0
-        for idx in batches:
-            _notify(callbacks, "on_batch_begin", self, stage=stage, batch_size=len(idx))
-            loss = loss_fn(Xs[idx])
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"Training diverged: the loss became {loss.item()} during "
-                    f"{_STAGE_NAMES[stage]} {epoch + 1}. {self._divergence_advice(stage)} "
-                    "The estimator was left as before this fit."
+        with self._training_networks():
+            for idx in batches:
+                _notify(callbacks, "on_batch_begin", self, stage=stage, batch_size=len(idx))
+                loss = loss_fn(Xs[idx])
+                finite = bool(torch.isfinite(loss))
+                if ctx is not None:
+                    # Every rank stops together: one rank leaving before the
+                    # gradient all-reduce would leave the others waiting.
+                    finite = _distributed.all_reduce_sum(float(finite), ctx) == ctx.world_size
+                if not finite:
+                    raise TrainingDivergedError(
+                        f"Training diverged: the loss became {loss.item()} during "
+                        f"{_STAGE_NAMES[stage]} {epoch + 1}. {self._divergence_advice(stage)} "
+                        "The estimator was left as before this fit."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                batch_loss = loss.item()
+                total += batch_loss * len(idx)
+                count += len(idx)
+                _notify(
+                    callbacks,
+                    "on_batch_end",
+                    self,
+                    stage=stage,
+                    batch_size=len(idx),
+                    loss=batch_loss,
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            batch_loss = loss.item()
-            total += batch_loss * len(idx)
-            count += len(idx)
-            _notify(
-                callbacks, "on_batch_end", self, stage=stage, batch_size=len(idx), loss=batch_loss
-            )
+        if ctx is not None:
+            total, count = _distributed.all_reduce_sum([total, count], ctx)
         return total / count
 
+    @contextmanager
+    def _training_networks(self):
+        """Inside the block the network attributes are their DDP wrappers (the
+        forward pass must go through them), when training is data-parallel."""
+        wrappers = getattr(self, "_data_parallel", {})
+        networks = self._networks()
+        try:
+            for name, wrapper in wrappers.items():
+                setattr(self, name + "_", wrapper)
+            yield
+        finally:
+            self._set_networks(networks)
+
+    def _gather_codes(self, Z):
+        """Every rank's codes (in row order) under torch.distributed, else ``Z``."""
+        ctx = getattr(self, "_dist", None)
+        if ctx is None or ctx.world_size == 1:
+            return Z
+        return _distributed.gather_rows(Z, ctx)
+
     def _e_step_latents(self, Xs):
-        """The latent codes the E-step fits its mixture on (float64 numpy)."""
-        return self._encode_mean(Xs)
+        """The latent codes the E-step fits its mixture on (float64 numpy), of
+        every row: under torch.distributed ``Xs`` is this rank's share and the
+        codes of all ranks are gathered."""
+        return self._gather_codes(self._encode_mean(Xs))
 
     def _fit_e_step_mixture(self, mixture, Z, max_iter):
         """Fit (``max_iter=None``: the first E-step) or warm-refit the mixture on ``Z``."""
@@ -593,10 +680,17 @@ class BaseDeepClusterer(
                 "Training diverged: the latent codes became non-finite. "
                 f"{self._divergence_advice(stage)} The estimator was left as before this fit."
             )
-        Z_fit = Z
-        if self.e_step_max_samples is not None and len(Z) > self.e_step_max_samples:
-            Z_fit = Z[random_state.choice(len(Z), self.e_step_max_samples, replace=False)]
-        mixture = self._fit_e_step_mixture(mixture, Z_fit, max_iter)
+        ctx = getattr(self, "_dist", None)
+        if ctx is None or ctx.is_main:
+            # Under torch.distributed the mixture is fitted once, on rank 0.
+            Z_fit = Z
+            if self.e_step_max_samples is not None and len(Z) > self.e_step_max_samples:
+                Z_fit = Z[random_state.choice(len(Z), self.e_step_max_samples, replace=False)]
+            mixture = self._fit_e_step_mixture(mixture, Z_fit, max_iter)
+        if ctx is not None:
+            fitted = {name: getattr(self, name) for name in self._e_step_attributes}
+            mixture, fitted = _distributed.broadcast_object((mixture, fitted), ctx)
+            self.__dict__.update(fitted)
         n_clusters = len(occupied_components(mixture, Z))
         history["n_clusters"].append(n_clusters)
         history["latent_scale"].append(float(np.sqrt(np.mean(np.var(Z, axis=0)))))
@@ -651,6 +745,10 @@ class BaseDeepClusterer(
 
         ``encode`` (default: :meth:`_encode`) maps a batch to ``(mean, log_var)``.
         """
+        return self._encode_mean_tensor(Xs, encode).cpu().numpy()
+
+    def _encode_mean_tensor(self, Xs, encode=None):
+        """Latent means of scaled rows, as a float64 tensor on their device."""
         encode = self._encode if encode is None else encode
         out = []
         with torch.inference_mode(), limited_torch_threads():
@@ -665,18 +763,19 @@ class BaseDeepClusterer(
                     # makes a row's code the same alone as in any batch.
                     batch = batch[torch.arange(MIN_INFERENCE_ROWS, device=batch.device) % n_rows]
                 mean, _ = encode(batch)
-                out.append(mean[:n_rows].cpu().numpy())
-        return np.concatenate(out).astype(np.float64)
+                out.append(mean[:n_rows].double())
+        return torch.cat(out)
 
     def _latent_chunks(self, X):
-        """Latent means of ``X``, chunk by chunk: scaling, moving to the device
-        and encoding one chunk at a time keeps memory bounded for any n."""
+        """Latent means of ``X`` (float64 tensors on the device), chunk by chunk:
+        scaling, moving to the device and encoding one chunk at a time keeps
+        memory bounded for any n."""
         check_is_fitted(self, "mixture_")
         X = self._validate_X(X, reset=False)
         device = self._inference_device()
         for start in range(0, X.shape[0], INFERENCE_BATCH_SIZE):
             chunk = torch.from_numpy(self._scale(X[start : start + INFERENCE_BATCH_SIZE]))
-            yield self._encode_mean(chunk.to(device))
+            yield self._encode_mean_tensor(chunk.to(device))
 
     def _inference_device(self):
         device = getattr(self, "_device", torch.device("cpu"))
@@ -688,8 +787,24 @@ class BaseDeepClusterer(
                 net.to(device)
         return device
 
+    def _posterior(self, device):
+        """The mixture posterior over the clusters, computed by torch on ``device``
+        in float64 (the same argmax as scikit-learn's)."""
+        return TorchMixture.for_posterior(self.mixture_, device, self.components_)
+
+    def _log_proba_chunks(self, X):
+        posterior = None
+        for Z in self._latent_chunks(X):
+            if posterior is None:
+                posterior = self._posterior(Z.device)
+            with torch.inference_mode(), limited_torch_threads():
+                yield posterior.log_proba(Z)
+
     def _predict_latent(self, Z):
-        return np.argmax(restricted_log_proba(self.mixture_, Z, self.components_), axis=1)
+        """Labels of latent codes (float64 numpy)."""
+        posterior = self._posterior(torch.device("cpu"))
+        with torch.inference_mode():
+            return posterior.log_proba(torch.from_numpy(Z)).argmax(dim=1).numpy()
 
     def transform(self, X):
         """Latent mean ``E[z|x]`` of each sample.
@@ -705,7 +820,7 @@ class BaseDeepClusterer(
             to a precision they do not have (the last bits depend on the batch
             the row was encoded in).
         """
-        return np.concatenate([Z.astype(np.float32) for Z in self._latent_chunks(X)])
+        return np.concatenate([Z.float().cpu().numpy() for Z in self._latent_chunks(X)])
 
     def predict(self, X):
         """Cluster of each sample: the mixture posterior's argmax at the latent mean.
@@ -719,7 +834,9 @@ class BaseDeepClusterer(
         labels : ndarray of shape (n_samples,)
             Compact labels in ``0 .. n_clusters_ - 1``.
         """
-        return np.concatenate([self._predict_latent(Z) for Z in self._latent_chunks(X)])
+        return np.concatenate(
+            [log_proba.argmax(dim=1).cpu().numpy() for log_proba in self._log_proba_chunks(X)]
+        )
 
     def predict_proba(self, X):
         """Posterior probability of each cluster at the latent mean.
@@ -734,10 +851,7 @@ class BaseDeepClusterer(
             Columns follow the compact labels of :meth:`predict`.
         """
         return np.concatenate(
-            [
-                np.exp(restricted_log_proba(self.mixture_, Z, self.components_))
-                for Z in self._latent_chunks(X)
-            ]
+            [log_proba.exp().cpu().numpy() for log_proba in self._log_proba_chunks(X)]
         )
 
     @property

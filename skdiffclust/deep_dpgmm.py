@@ -341,6 +341,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     }
 
     _network_roles = {"encoder": "encoder", "decoder": "decoder"}
+    _e_step_attributes = ("n_components_",)
 
     def __init__(
         self,
@@ -515,7 +516,8 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         # then standardise the same raw means (one encoder pass).
         encoder = self.encoder_
         raw_means = torch.as_tensor(
-            self._encode_mean(Xs, encode=encoder.encoder), dtype=torch.float32
+            self._gather_codes(self._encode_mean(Xs, encode=encoder.encoder)),
+            dtype=torch.float32,
         )
         encoder.set_statistics(raw_means.to(Xs.device))
         with torch.inference_mode():

@@ -150,5 +150,20 @@ def test_deep_dpgmm_warns_when_it_keeps_one_cluster_or_hits_the_truncation():
     small = dict(hidden_dims=(16,), latent_dim=2, pretrain_epochs=5, n_iter=0, random_state=0)
     with pytest.warns(ConvergenceWarning, match="kept a single cluster.*lower cluster_scale"):
         DeepDPGMMClusterer(n_components=5, cluster_scale=1e3, **small).fit(X)
+    # 12 rows: too few to double the truncation (5 rows per component).
     with pytest.warns(ConvergenceWarning, match="used all n_components=2.*raise n_components"):
-        DeepDPGMMClusterer(n_components=2, **small).fit(X)
+        DeepDPGMMClusterer(n_components=2, **small).fit(X[:12])
+
+
+def test_deep_dpgmm_doubles_a_truncation_that_the_first_e_step_fills():
+    X, y = blobs(n_samples=60)
+    model = DeepDPGMMClusterer(
+        n_components=1,
+        hidden_dims=(16,),
+        latent_dim=2,
+        pretrain_epochs=20,
+        n_iter=0,
+        random_state=0,
+    ).fit(X)
+    assert model.n_components_ in (4, 8)
+    assert model.n_clusters_ < model.n_components_
