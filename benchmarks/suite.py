@@ -71,7 +71,7 @@ REFERENCES = ("KMeans", "GMM-PCA50")
 #: Methods that find the number of clusters themselves.
 K_FINDERS = ("DeepDPGMM", "DPGMM-PCA50")
 
-#: Four small data sets of four kinds, for a run of a few minutes.
+#: Four small data sets (tabular, time series, synthetic), for a run of a few minutes.
 QUICK_DATASETS = ("iris", "wine", "gunpoint", "blobs-2d")
 #: A fit taking longer than this is stopped and recorded as failed.
 DEFAULT_TIMEOUT = 1800.0
