@@ -77,6 +77,30 @@ def _column_mean_std(X):
     return mean * magnitude, np.sqrt(squares / n_samples) * magnitude
 
 
+def resolve_scaling(scaling, X):
+    """The scaling ``"auto"`` stands for on ``X``: ``"global"`` for intensities,
+    ``"feature"`` otherwise.
+
+    Intensities are non-negative values that are all integers (pixel values
+    0..255, counts) or all in [0, 1]: one scale for all features keeps their
+    relative contrast. Anything else (StandardScaler output, signed or
+    real-valued measurements in mixed units) is standardised per feature, which
+    leaves already standardised data as it is. Other values of ``scaling`` are
+    returned unchanged.
+    """
+    if scaling != "auto":
+        return scaling
+    if np.min(X) < 0:
+        return "feature"
+    if np.max(X) <= 1:
+        return "global"
+    integral = all(
+        np.all(np.mod(X[start : start + _CHUNK_ROWS], 1) == 0)
+        for start in range(0, X.shape[0], _CHUNK_ROWS)
+    )
+    return "global" if integral else "feature"
+
+
 def resolve_device(device):
     """Turn the ``device`` parameter into a :class:`torch.device`.
 
@@ -169,7 +193,7 @@ class BaseDeepClusterer(
         "n_iter": [integers(0)],
         "batch_size": [integers(2)],
         "learning_rate": [reals(0)],
-        "scaling": [StrOptions({"global", "feature"}), None],
+        "scaling": [StrOptions({"auto", "global", "feature"}), None],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -302,14 +326,15 @@ class BaseDeepClusterer(
         # Offsets and scales are computed on pre-scaled chunks, so that neither
         # huge (1e300) nor tiny (1e-300) values overflow or underflow, and no
         # full-size temporary copy of X is made.
-        if self.scaling == "global":
+        self.scaling_ = resolve_scaling(self.scaling, X)
+        if self.scaling_ == "global":
             low, high = float(np.min(X)), float(np.max(X))
             magnitude = max(abs(low), abs(high)) or 1.0
             span = high / magnitude - low / magnitude
             offset = np.full(X.shape[1], low)
             with np.errstate(over="ignore", divide="ignore"):
                 scale = np.full(X.shape[1], 1.0 / magnitude / span if span > 0 else 1.0)
-        elif self.scaling == "feature":
+        elif self.scaling_ == "feature":
             offset, std = _column_mean_std(X)
             with np.errstate(over="ignore", divide="ignore"):
                 scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0)
@@ -320,7 +345,7 @@ class BaseDeepClusterer(
             raise ValueError(
                 f"X's values are too small to rescale (their largest magnitude is "
                 f"{float(np.max(np.abs(X))):.3g}, near the smallest float64): with "
-                f"scaling={self.scaling!r} the scale factor overflows. Multiply X by a "
+                f"scaling={self.scaling_!r} the scale factor overflows. Multiply X by a "
                 "large constant first."
             )
         self._input_offset = offset
@@ -337,11 +362,11 @@ class BaseDeepClusterer(
             with np.errstate(over="ignore", invalid="ignore"):
                 Xs[rows] = X[rows] * self._input_scale - shifted
         if not np.all(np.isfinite(Xs)):
-            if self.scaling is None:
+            if self.scaling_ is None:
                 advice = "rescale X (for example with StandardScaler), or use scaling='global'."
             else:
                 advice = (
-                    f"scaling={self.scaling!r} maps the training data to a range of order "
+                    f"scaling={self.scaling_!r} maps the training data to a range of order "
                     "1, so these values lie far outside it; check that X has the units of "
                     "the training data."
                 )

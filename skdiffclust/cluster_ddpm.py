@@ -222,13 +222,16 @@ class ClusterDDPM(BaseDeepClusterer):
         iteration to the next; lower it if ``history_["n_clusters"]`` or the
         labels jump between iterations.
 
-    scaling : {"global", "feature"} or None, default="global"
+    scaling : {"auto", "global", "feature"} or None, default="auto"
         How ``X`` is scaled before training (the inverse is applied to
         :meth:`sample`'s output). ``"global"`` maps the training data's overall
         minimum and maximum to 0 and 1, keeping the relative scale of features
-        (right for images and for data already in comparable units; the
-        authors' images are in [0, 1]). ``"feature"`` standardises each feature
-        (right for tabular data in mixed units). None uses ``X`` as it is.
+        (right for images and other intensities). ``"feature"`` standardises
+        each feature (right for tabular data; a no-op on the output of
+        :class:`~sklearn.preprocessing.StandardScaler`). ``"auto"`` takes
+        ``"global"`` when every value is non-negative and either integral
+        (pixel values, counts) or at most 1, and ``"feature"`` otherwise; the
+        choice is ``scaling_``. None uses ``X`` as it is.
 
     device : str, default="auto"
         Torch device: "auto" (CUDA when available, else CPU), "cpu", "cuda"
@@ -296,6 +299,9 @@ class ClusterDDPM(BaseDeepClusterer):
         participation ratio of their covariance spectrum after each E-step:
         ``latent_dim`` when the variance is spread over all directions, 1 when
         it lies along one) and ``"epoch_time"`` (seconds).
+
+    scaling_ : {"global", "feature"} or None
+        The input scaling used (``scaling``, or what ``"auto"`` chose).
 
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
@@ -380,7 +386,7 @@ class ClusterDDPM(BaseDeepClusterer):
         batch_size=128,
         learning_rate=1e-3,
         em_learning_rate=1e-4,
-        scaling="global",
+        scaling="auto",
         device="auto",
         random_state=None,
         verbose=0,

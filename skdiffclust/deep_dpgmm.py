@@ -193,12 +193,16 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     learning_rate : float, default=1e-3
         Adam's learning rate.
 
-    scaling : {"global", "feature"} or None, default="global"
+    scaling : {"auto", "global", "feature"} or None, default="auto"
         How ``X`` is scaled before training (the inverse is applied to
         :meth:`sample`'s output). ``"global"`` maps the training data's overall
-        minimum and maximum to 0 and 1 (right for images); ``"feature"``
-        standardises each feature (right for tabular data in mixed units).
-        None uses ``X`` as it is.
+        minimum and maximum to 0 and 1, keeping the relative scale of features
+        (right for images and other intensities). ``"feature"`` standardises
+        each feature (right for tabular data; a no-op on the output of
+        :class:`~sklearn.preprocessing.StandardScaler`). ``"auto"`` takes
+        ``"global"`` when every value is non-negative and either integral
+        (pixel values, counts) or at most 1, and ``"feature"`` otherwise; the
+        choice is ``scaling_``. None uses ``X`` as it is.
 
     device : str, default="auto"
         Torch device: "auto" (CUDA when available, else CPU), "cpu", "cuda"
@@ -274,6 +278,9 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         participation ratio of their covariance spectrum after each E-step:
         ``latent_dim`` when the variance is spread over all directions, 1 when
         it lies along one) and ``"epoch_time"`` (seconds).
+
+    scaling_ : {"global", "feature"} or None
+        The input scaling used (``scaling``, or what ``"auto"`` chose).
 
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
@@ -367,7 +374,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         n_iter=30,
         batch_size=128,
         learning_rate=1e-3,
-        scaling="global",
+        scaling="auto",
         device="auto",
         random_state=None,
         verbose=0,
