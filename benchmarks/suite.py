@@ -136,6 +136,13 @@ def build_parser():
         help="smoke test of the suite: 200 samples per data set, tiny deep models",
     )
     parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="CSV",
+        help="go on with the stopped run whose results CSV this is (same options): its "
+        "successful fits are kept, the others run and are appended to it",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         metavar="CSV",
@@ -333,14 +340,22 @@ def main(argv=None):
         for seed in seeds
     ]
     stem = f"suite-{stamp:%Y%m%d-%H%M%S}-{mode}"
+    done = []
+    if args.resume is not None:
+        # Go on with a stopped run: keep its successful fits, redo the others.
+        args.out, stem = args.resume.parent, args.resume.stem
+        done = [record for record in read_csv(args.resume) if record["status"] == "ok"]
+        write_csv(done, args.resume)
+        keys = {(record["dataset"], record["method"], record["seed"]) for record in done}
+        plan = [job for job in plan if (job[0].name, job[1].name, job[2]) not in keys]
     args.out.mkdir(parents=True, exist_ok=True)
     print(
         f"skdiffclust benchmark suite, {mode} mode: {len(methods)} methods x "
-        f"{len(datasets)} data sets x {len(seeds)} seeds = {len(plan)} fits; "
+        f"{len(datasets)} data sets x {len(seeds)} seeds, {len(plan)} fits to run; "
         f"results appended to {args.out / stem}.csv",
         flush=True,
     )
-    records = run_plan(
+    records = done + run_plan(
         plan,
         tiny=args.tiny,
         timeout=args.timeout,

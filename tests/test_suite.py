@@ -14,9 +14,11 @@ from benchmarks.report import (
     markdown_cluster_counts,
     markdown_versus_best,
     markdown_wins_ties_losses,
+    read_csv,
     summarize,
     versus_best_reference,
     wins_ties_losses,
+    write_csv,
 )
 from benchmarks.suite import QUICK_DATASETS, SUITE_METHODS, build_parser, main
 from benchmarks.suite_datasets import SUITE_DATASETS
@@ -235,3 +237,19 @@ def test_docs_list_every_data_set_with_its_shape():
     for name, dataset in SUITE_DATASETS.items():
         n, d, k = dataset.shape
         assert f"   * - ``{name}``\n     - {n:,}\n     - {d}\n     - {k}\n" in page, name
+
+
+def test_resume_runs_only_the_fits_that_did_not_succeed(tmp_path, capsys):
+    argv = ["--tiny", "--datasets", "iris", "--methods", "KMeans", "--seeds", "0", "1"]
+    paths = main([*argv, "--out", str(tmp_path)])
+    rows = read_csv(paths["csv"])
+    rows[1].update(status="timeout after 1 s", acc=float("nan"))
+    write_csv(rows, paths["csv"])
+
+    capsys.readouterr()
+    resumed = main([*argv, "--resume", str(paths["csv"])])
+    assert resumed["csv"] == paths["csv"]
+    assert "x 2 seeds, 1 fits to run" in capsys.readouterr().out
+    again = read_csv(paths["csv"])
+    assert [(row["seed"], row["status"]) for row in again] == [(0, "ok"), (1, "ok")]
+    assert again[1]["acc"] == again[0]["acc"]
