@@ -1,10 +1,10 @@
-"""Small, fast instances of every estimator, shared by the common tests.
+"""Small, fast instances of every estimator, shared by the test files.
 
-Each entry is an unfitted estimator with tiny networks and few epochs, so that
-the whole of ``test_common.py`` runs in a few minutes on two CPU cores.
-Estimators append their own instances here. :func:`blobs` is the small data
-set the test files share; :func:`with_covariance` builds data of an exact
-covariance.
+:func:`small` is the one way the tests build an estimator with tiny networks
+and few epochs: its settings keep the whole of ``test_common.py`` within a few
+minutes on two CPU cores. ``ESTIMATORS`` lists the instances the common tests
+run on. :func:`blobs` is the small data set the test files share;
+:func:`with_covariance` builds data of an exact covariance.
 """
 
 import numpy as np
@@ -12,11 +12,11 @@ from sklearn.datasets import make_blobs
 
 from skdiffclust import ClusterDDPM, DeepDPGMMClusterer
 
-#: Settings that keep ClusterDDPM fast: tiny networks, a short schedule.
-CLUSTER_DDPM_SMALL = dict(
+#: Tiny networks and few epochs: the settings every estimator shares, and all
+#: of those of any other subclass of BaseDeepClusterer.
+BASE_SMALL = dict(
     latent_dim=2,
     hidden_dims=(16,),
-    n_timesteps=10,
     pretrain_epochs=3,
     n_iter=2,
     batch_size=32,
@@ -25,11 +25,54 @@ CLUSTER_DDPM_SMALL = dict(
     random_state=0,
 )
 
+#: ClusterDDPM's, with a short schedule. Without ``n_clusters``, for
+#: ``ClusterDDPM(n_clusters=..., **CLUSTER_DDPM_SMALL)``.
+CLUSTER_DDPM_SMALL = {**BASE_SMALL, "n_timesteps": 10}
+
+#: DeepDPGMMClusterer's: the 2-D latent of 50 blobs needs 20 pretraining
+#: epochs at the default priors.
+DPGMM_SMALL = {**BASE_SMALL, "n_components": 5, "pretrain_epochs": 20}
+_DPGMM_SMALL = DPGMM_SMALL  # its former name
+
+#: Estimator class -> the settings of :func:`small`.
+SMALL_SETTINGS = {
+    ClusterDDPM: {"n_clusters": 3, **CLUSTER_DDPM_SMALL},
+    DeepDPGMMClusterer: DPGMM_SMALL,
+}
+
+_BY_NAME = {cls.__name__: cls for cls in SMALL_SETTINGS}
+
+
+def small(estimator, **overrides):
+    """An unfitted estimator with tiny networks and few epochs.
+
+    Parameters
+    ----------
+    estimator : type or str
+        An estimator class, or the name of one of the package's
+        (``"ClusterDDPM"``, ``"DeepDPGMMClusterer"``). A subclass gets the
+        settings of the nearest class of :data:`SMALL_SETTINGS` it derives
+        from, any other class those of :data:`BASE_SMALL`.
+    **overrides
+        Parameters that replace (or add to) the small settings.
+
+    Returns
+    -------
+    An instance of ``estimator``, unfitted.
+    """
+    cls = _BY_NAME[estimator] if isinstance(estimator, str) else estimator
+    settings = next(
+        (SMALL_SETTINGS[base] for base in cls.__mro__ if base in SMALL_SETTINGS), BASE_SMALL
+    )
+    return cls(**{**settings, **overrides})
+
+
 ESTIMATORS = [
-    ClusterDDPM(n_clusters=3, **CLUSTER_DDPM_SMALL),
+    small(ClusterDDPM),
     # U-Net backbone. The common checks fit data of 1 to 20 features, so each
     # row is a 1-pixel-high image whose width is inferred from n_features.
-    ClusterDDPM(n_clusters=3, image_shape=(1, 1, -1), unet_width=8, **CLUSTER_DDPM_SMALL),
+    small(ClusterDDPM, image_shape=(1, 1, -1), conv_width=8),
+    small(DeepDPGMMClusterer),
 ]
 
 
@@ -38,22 +81,6 @@ def estimator_id(estimator):
     name = type(estimator).__name__
     backbone = "unet" if getattr(estimator, "image_shape", None) is not None else "mlp"
     return f"{name}-{backbone}"
-
-
-#: Settings that keep DeepDPGMMClusterer fast: tiny networks, few epochs.
-_DPGMM_SMALL = dict(
-    n_components=5,
-    latent_dim=2,
-    hidden_dims=(16,),
-    pretrain_epochs=20,  # the 2-D latent of 50 blobs needs it at the default priors
-    n_iter=2,
-    batch_size=32,
-    learning_rate=1e-2,
-    device="cpu",
-    random_state=0,
-)
-
-ESTIMATORS.append(DeepDPGMMClusterer(**_DPGMM_SMALL))
 
 
 def blobs(n_samples=60, n_features=4, random_state=0):

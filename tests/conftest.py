@@ -3,7 +3,7 @@ and the small fitted ClusterDDPM that several test files read."""
 
 import pytest
 import torch
-from _estimators import CLUSTER_DDPM_SMALL, blobs
+from _estimators import blobs, small
 from hypothesis import HealthCheck, settings
 
 from skdiffclust import ClusterDDPM
@@ -27,4 +27,4 @@ def fitted_cluster_ddpm():
     """``(model, X)``: a small ClusterDDPM fitted on ``blobs()``. Tests must not
     modify it (clone it to refit)."""
     X, _ = blobs()
-    return ClusterDDPM(n_clusters=3, **CLUSTER_DDPM_SMALL).fit(X), X
+    return small(ClusterDDPM).fit(X), X

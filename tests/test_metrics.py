@@ -1,13 +1,14 @@
-"""Tests of skdiffclust.metrics."""
+"""Tests of skdiffclust.metrics: clustering accuracy and the effective dimension of codes."""
 
 from itertools import permutations
 
 import numpy as np
 import pytest
+from _estimators import with_covariance
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skdiffclust.metrics import clustering_accuracy
+from skdiffclust.metrics import clustering_accuracy, effective_dimension
 
 
 @pytest.mark.parametrize(
@@ -130,3 +131,33 @@ def test_clustering_accuracy_single_cluster_is_majority_fraction(labels, cluster
     y_true, _ = labels
     majority_fraction = np.bincount(y_true).max() / len(y_true)
     assert clustering_accuracy(y_true, [cluster] * len(y_true)) == pytest.approx(majority_fraction)
+
+
+# -------------------------------------------------------- effective dimension
+def test_effective_dimension_is_the_participation_ratio_of_the_spectrum():
+    rng = np.random.RandomState(0)
+    assert effective_dimension(with_covariance(rng.randn(50, 5), np.eye(5))) == pytest.approx(5)
+    # Principal variances 3 and 1, rotated by 30 degrees: 4**2 / (9 + 1).
+    c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+    rotation = np.array([[c, -s], [s, c]])
+    covariance = rotation @ np.diag([3.0, 1.0]) @ rotation.T
+    assert effective_dimension(with_covariance(rng.randn(50, 2), covariance)) == pytest.approx(1.6)
+    # All the variance along one direction.
+    line = rng.randn(50, 1) * np.array([[1.0, -2.0, 0.5]])
+    assert effective_dimension(line) == pytest.approx(1)
+    assert np.isnan(effective_dimension(np.ones((10, 3))))
+    assert np.isnan(effective_dimension(np.zeros((1, 3))))
+
+
+def test_effective_dimension_of_one_latent_dimension():
+    rng = np.random.RandomState(0)
+    assert effective_dimension(rng.randn(30, 1)) == pytest.approx(1)
+    assert effective_dimension(rng.randn(30, 1).tolist()) == pytest.approx(1)
+    assert np.isnan(effective_dimension(np.full((5, 1), 2.0)))
+
+
+def test_effective_dimension_is_public_and_returns_a_python_float():
+    import skdiffclust.metrics
+
+    assert "effective_dimension" in skdiffclust.metrics.__all__
+    assert type(effective_dimension(np.random.RandomState(0).randn(10, 3))) is float

@@ -1,12 +1,22 @@
-"""The E-step's mixture: Ward's initialisation."""
+"""The E-step's mixture: Ward's initialisation, warm refits, and the mixture on torch."""
 
 import numpy as np
 import pytest
+import torch
+from sklearn.base import clone
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import adjusted_rand_score
 
 from skdiffclust import _mixture
-from skdiffclust._mixture import LatentMixture, make_mixture, ward_labels
+from skdiffclust._mixture import (
+    INIT_PARAMS,
+    LatentMixture,
+    TorchMixture,
+    fit_mixture,
+    make_mixture,
+    occupied_components,
+    ward_labels,
+)
 
 
 def _three_blobs(n_per_blob=(100, 100, 100), random_state=0):
@@ -71,3 +81,50 @@ def test_unknown_init_params_is_rejected():
     Z, _ = _three_blobs()
     with pytest.raises(ValueError, match="init_params"):
         _latent_mixture("spectral").fit(Z)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+def test_every_init_params_fits(init_params):
+    Z, y = _three_blobs()
+    labels = _latent_mixture(init_params, n_components=3).fit(Z).predict(Z)
+    assert labels.shape == y.shape
+
+
+# ---------------------------------------------------------------- warm refits
+def test_em_refits_the_mixture_when_a_component_is_lost():
+    rng = np.random.RandomState(0)
+    three_groups = np.concatenate([rng.normal(c, 0.1, size=(50, 2)) for c in (-5, 0, 5)])
+    mixture = make_mixture(
+        3,
+        covariance_type="full",
+        weight_concentration_prior_type="dirichlet_distribution",
+        weight_concentration_prior=None,
+        random_state=0,
+    )
+    fit_mixture(mixture, three_groups)
+    # The latents move far away: a short warm refit leaves components behind.
+    moved = three_groups * 2.0 + 40.0
+    warm = fit_mixture(clone(mixture), three_groups)
+    assert len(occupied_components(fit_mixture(warm, moved, max_iter=1), moved)) < 3
+    kept = fit_mixture(mixture, moved, max_iter=1, keep_all_components=True)
+    assert len(occupied_components(kept, moved)) == 3
+
+
+# -------------------------------------------------------------- on torch
+@pytest.mark.parametrize("covariance_type", ["diag", "full"])
+def test_torch_mixture_has_the_variances_of_the_fitted_one(covariance_type):
+    Z, _ = _three_blobs()
+    mixture = make_mixture(
+        3,
+        covariance_type=covariance_type,
+        weight_concentration_prior_type="dirichlet_distribution",
+        weight_concentration_prior=None,
+        random_state=0,
+    ).fit(Z)
+    torch_mixture = TorchMixture.from_sklearn(mixture, "cpu", dtype=torch.float64)
+    variances = mixture.covariances_
+    if covariance_type == "full":
+        variances = np.diagonal(variances, axis1=1, axis2=2)
+    np.testing.assert_allclose(torch_mixture.variances().numpy(), variances, rtol=1e-10)
+    np.testing.assert_allclose(torch_mixture.means.numpy(), mixture.means_)

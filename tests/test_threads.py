@@ -3,22 +3,22 @@
 import numpy as np
 import pytest
 import torch
+from _estimators import small
 from sklearn.datasets import make_blobs
 from threadpoolctl import threadpool_limits
 
 from skdiffclust import ClusterDDPM
 from skdiffclust._threads import limited_torch_threads, thread_limit
 
-SMALL = dict(
+#: Smaller still than ``small``'s settings: one epoch of each stage.
+TINY = dict(
     n_clusters=2,
-    latent_dim=2,
     hidden_dims=(8,),
     n_timesteps=5,
     pretrain_epochs=1,
     n_iter=1,
     batch_size=16,
-    device="cpu",
-    random_state=0,
+    learning_rate=1e-3,
 )
 
 
@@ -61,7 +61,7 @@ def test_threadpool_limits_bound_torch_inside_fit(two_threads, data, user_api):
     # context manager brings torch down to the limit.
     _Recording.seen = []
     with threadpool_limits(1, user_api=user_api):
-        model = _Recording(**SMALL).fit(data)
+        model = small(_Recording, **TINY).fit(data)
     assert _Recording.seen and set(_Recording.seen) == {1}
     assert torch.get_num_threads() == 2
 
@@ -74,7 +74,7 @@ def test_threadpool_limits_bound_torch_inside_fit(two_threads, data, user_api):
 
 
 def test_environment_limit_bounds_sample(two_threads, data, monkeypatch):
-    model = ClusterDDPM(**SMALL).fit(data)
+    model = small(ClusterDDPM, **TINY).fit(data)
     seen = []
     original = model.denoiser_.forward
 
