@@ -121,16 +121,15 @@ class ClusterDDPM(BaseDeepClusterer):
         ``hidden_dims[-1]``. ``"residual"``: the authors' encoder, residual
         convolution blocks at full resolution, two pooling levels and global
         average pooling, of width ``conv_width``; it is 10 to 50 times slower
-        per epoch and, at the same training time, not more accurate (see the
-        user guide). Use it to reproduce the authors' setting.
+        per epoch. Use it to reproduce the authors' setting.
 
     denoiser : {"unet", "mlp"}, default="unet"
         The image denoiser (used only with ``image_shape``). ``"unet"``: the
         conditional U-Net of the authors, of width ``conv_width``. ``"mlp"``:
         the vector denoiser (residual blocks of width ``hidden_dims[0]``, one
         per entry of ``hidden_dims``) on the flattened image; several times
-        faster on 28x28 images, which buys more epochs in a time budget. The
-        user guide compares the two.
+        faster, which buys more epochs in a time budget: use it for images on
+        a CPU. The user guide compares the two.
 
     augmentation : {"affine", "shift_rotate"}, default=None
         Random image augmentation during training (only with

@@ -112,7 +112,9 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         ``"shift_rotate"``: the shifts and rotations only. None (the method's
         own setting) trains on the clean images. Use it for images whose class
         does not change under these transforms (digits, letters, most
-        photographs). See :mod:`skdiffclust.augmentation`.
+        photographs) and that are large enough for a shift of a few pixels:
+        on tiny images (8x8) it can lower the accuracy, as the user guide
+        shows. See :mod:`skdiffclust.augmentation`.
 
     augmentation_strength : float, default=1.0
         Factor on all the ranges of ``augmentation``; 0 turns it off exactly.
