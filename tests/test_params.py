@@ -35,6 +35,8 @@ _VALID = {
     "warm_start": st.sampled_from([False, True, np.bool_(False)]),
     "callbacks": st.sampled_from([None, [], ()]),
     "e_step_max_samples": st.sampled_from([None, 10, np.int64(40)]),
+    # Image-only settings: the vector estimators drawn here need None.
+    "augmentation": st.just(None),
 }
 
 #: Upper ends of the valid draws, so that a fit stays fast.
@@ -120,7 +122,7 @@ def _cases(estimators):
 def test_valid_values_of_every_parameter_fit(estimator, name, data):
     value = data.draw(_valid_values(estimator, name), label="value")
     X, _ = blobs()
-    model = clone(estimator).set_params(pretrain_epochs=2, n_iter=1, **{name: value})
+    model = clone(estimator).set_params(**{"pretrain_epochs": 2, "n_iter": 1, name: value})
     try:
         model.fit(X)
     except TrainingDivergedError:
