@@ -45,29 +45,37 @@ def _choice(registry):
     return parse
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.run",
-        description=__doc__.split("\n\n")[0],
-    )
+def add_run_arguments(
+    parser,
+    *,
+    datasets,
+    methods,
+    quick_datasets,
+    datasets_default,
+    methods_default,
+    timeout_default,
+    timeout_help,
+    tiny_help,
+):
+    """The options every benchmark runner shares, added to ``parser``."""
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"{', '.join(QUICK_DATASETS)} only, seed 0, every method",
+        help=f"{', '.join(quick_datasets)} only, seed 0, every method",
     )
     parser.add_argument(
         "--datasets",
         nargs="+",
-        type=_choice(DATASETS),
+        type=_choice(datasets),
         metavar="NAME",
-        help=f"data sets among {', '.join(DATASETS)} (default: all, or digits with --quick)",
+        help=f"data sets among {', '.join(datasets)} (default: {datasets_default})",
     )
     parser.add_argument(
         "--methods",
         nargs="+",
-        type=_choice(METHODS),
+        type=_choice(methods),
         metavar="NAME",
-        help=f"methods among {', '.join(METHODS)} (default: all)",
+        help=f"methods among {', '.join(methods)} (default: {methods_default})",
     )
     parser.add_argument(
         "--seeds",
@@ -86,9 +94,9 @@ def build_parser():
     parser.add_argument(
         "--timeout",
         type=float,
-        default=None,
+        default=timeout_default,
         metavar="SECONDS",
-        help="stop a fit after this long and record it as failed (default: no limit)",
+        help=f"stop a fit after this long and record it as failed (default: {timeout_help})",
     )
     parser.add_argument(
         "--threads",
@@ -98,12 +106,26 @@ def build_parser():
         help="threads of torch and of the OpenMP/BLAS pools per fit (default: the libraries' "
         "defaults, one per core); 1 is faster when other jobs share the cores",
     )
-    parser.add_argument(
-        "--tiny",
-        action="store_true",
-        help="smoke test of the harness: 200 samples per data set, tiny deep models",
-    )
+    parser.add_argument("--tiny", action="store_true", help=tiny_help)
     return parser
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__.split("\n\n")[0],
+    )
+    return add_run_arguments(
+        parser,
+        datasets=DATASETS,
+        methods=METHODS,
+        quick_datasets=QUICK_DATASETS,
+        datasets_default="all, or digits with --quick",
+        methods_default="all",
+        timeout_default=None,
+        timeout_help="no limit",
+        tiny_help="smoke test of the harness: 200 samples per data set, tiny deep models",
+    )
 
 
 #: Packages whose versions the reports state.

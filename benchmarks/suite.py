@@ -46,11 +46,10 @@ from .report import (
 from .run import (
     FULL_SEEDS,
     PACKAGES,
-    RESULTS_DIRECTORY,
     _available,
-    _choice,
     _format_elapsed,
     _progress_result,
+    add_run_arguments,
     describe_run,
 )
 from .suite_datasets import SUITE_DATASETS
@@ -82,58 +81,16 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.suite", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"{', '.join(QUICK_DATASETS)} only, seed 0, every method",
-    )
-    parser.add_argument(
-        "--datasets",
-        nargs="+",
-        type=_choice(SUITE_DATASETS),
-        metavar="NAME",
-        help=f"data sets among {', '.join(SUITE_DATASETS)} (default: all)",
-    )
-    parser.add_argument(
-        "--methods",
-        nargs="+",
-        type=_choice(SUITE_METHODS),
-        metavar="NAME",
-        help=f"methods among {', '.join(SUITE_METHODS)} (default: all that are installed)",
-    )
-    parser.add_argument(
-        "--seeds",
-        nargs="+",
-        type=int,
-        metavar="SEED",
-        help=f"random seeds (default: {' '.join(map(str, FULL_SEEDS))}, or 0 with --quick)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=RESULTS_DIRECTORY,
-        metavar="DIR",
-        help="directory of the result files (default: benchmarks/results)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"stop a fit after this long and record it as failed (default: {DEFAULT_TIMEOUT:g})",
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        metavar="N",
-        help="threads of torch and of the OpenMP/BLAS pools per fit (default: the libraries' "
-        "defaults, one per core); 1 is faster when other jobs share the cores",
-    )
-    parser.add_argument(
-        "--tiny",
-        action="store_true",
-        help="smoke test of the suite: 200 samples per data set, tiny deep models",
+    add_run_arguments(
+        parser,
+        datasets=SUITE_DATASETS,
+        methods=SUITE_METHODS,
+        quick_datasets=QUICK_DATASETS,
+        datasets_default="all",
+        methods_default="all that are installed",
+        timeout_default=DEFAULT_TIMEOUT,
+        timeout_help=f"{DEFAULT_TIMEOUT:g}",
+        tiny_help="smoke test of the suite: 200 samples per data set, tiny deep models",
     )
     parser.add_argument(
         "--resume",
