@@ -40,6 +40,7 @@ from ._mixture import (
     fit_mixture,
     make_mixture,
     occupied_components,
+    restricted_log_proba_torch,
 )
 from ._param_validation import check_int_tuple, integers, reals, resolve_image_shape
 from ._threads import limited_torch_threads
@@ -255,6 +256,12 @@ class BaseDeepClusterer(
         """Record, as fitted attributes, the parameters that inference reads
         (beyond the networks' architecture), when a new fit starts."""
 
+    def _augment(self, x):
+        """The encoder's view of a training batch: an augmented copy when the
+        estimator augments (``_augmentation``, set at fit), else ``x`` itself."""
+        augmentation = getattr(self, "_augmentation", None)
+        return x if augmentation is None else augmentation.view(x)
+
     def _encode(self, x):
         """``(mean, log_var)`` of q(z|x) for a batch of scaled inputs."""
         mean, log_var = self.encoder_(x)
@@ -320,7 +327,6 @@ class BaseDeepClusterer(
                 f"e_step_max_samples={self.e_step_max_samples} should be >= the number of "
                 f"mixture components ({n_components})."
             )
-        return self._check_callbacks()
 
     def _fit_scaling(self, X):
         # Offsets and scales are computed on pre-scaled chunks, so that neither
@@ -411,7 +417,8 @@ class BaseDeepClusterer(
         progress = {"initial": None, "checkpoint": None}
         try:
             X = self._validate_X(X, reset=not continuing, fitting=True)
-            callbacks = self._check_data_params(X, continuing)
+            self._check_data_params(X, continuing)
+            callbacks = self._check_callbacks()
             ctx = self._dist = _distributed.distributed_context()
             device = resolve_device(self.device)
             random_state = check_random_state(self.random_state)
@@ -827,9 +834,7 @@ class BaseDeepClusterer(
 
     def _predict_latent(self, Z):
         """Labels of latent codes (float64 numpy)."""
-        posterior = self._posterior(torch.device("cpu"))
-        with torch.inference_mode():
-            return posterior.log_proba(torch.from_numpy(Z)).argmax(dim=1).numpy()
+        return restricted_log_proba_torch(self.mixture_, Z, self.components_).argmax(axis=1)
 
     def transform(self, X):
         """Latent mean ``E[z|x]`` of each sample.

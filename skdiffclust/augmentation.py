@@ -520,6 +520,12 @@ class TrainingAugmentation:
         self.augment = augment
         self.generator = None
 
+    @classmethod
+    def from_preset(cls, name, image_shape, strength=1.0):
+        """The training augmentation of an estimator's ``augmentation`` and
+        ``augmentation_strength`` (see :func:`make_augmentation`)."""
+        return cls(make_augmentation(name, image_shape, strength=strength))
+
     @property
     def is_identity(self):
         return self.augment.is_identity

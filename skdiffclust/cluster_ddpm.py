@@ -15,7 +15,7 @@ from ._base import BaseDeepClusterer
 from ._mixture import TorchMixture
 from ._param_validation import integers, reals
 from ._threads import limited_torch_threads
-from .augmentation import AUGMENTATION_PRESETS, TrainingAugmentation, make_augmentation
+from .augmentation import AUGMENTATION_PRESETS, TrainingAugmentation
 from .diffusion import (
     SAMPLERS,
     NoiseSchedule,
@@ -450,24 +450,9 @@ class ClusterDDPM(BaseDeepClusterer):
 
     def _record_fitted_params(self):
         self.n_timesteps_ = int(self.n_timesteps)
-        self._augmentation = TrainingAugmentation(
-            make_augmentation(
-                self.augmentation,
-                self.network_spec_.image_shape,
-                strength=self.augmentation_strength,
-            )
+        self._augmentation = TrainingAugmentation.from_preset(
+            self.augmentation, self.network_spec_.image_shape, self.augmentation_strength
         )
-
-    #: The training stages whose encoder sees augmented images.
-    _augmented_stages = ("pretrain", "EM")
-
-    def _augment(self, x, stage):
-        """The encoder's view of the batch ``x`` in ``stage``: ``x`` itself
-        without augmentation."""
-        augmentation = getattr(self, "_augmentation", None)
-        if augmentation is None or stage not in self._augmented_stages:
-            return x
-        return augmentation.view(x)
 
     def _mixture_params(self):
         return {
@@ -519,12 +504,12 @@ class ClusterDDPM(BaseDeepClusterer):
         return torch.sum((predicted - noise) ** 2, dim=1).mean()
 
     def _pretrain_loss(self, x):
-        mean, log_var = self._encode(self._augment(x, "pretrain"))
+        mean, log_var = self._encode(self._augment(x))
         return self._denoising_loss(x, reparameterize(mean, log_var))
 
     def _network_loss(self, x, mixture):
         # One encoder pass serves both terms (the authors' code makes two).
-        mean, log_var = self._encode(self._augment(x, "EM"))
+        mean, log_var = self._encode(self._augment(x))
         z = reparameterize(mean, log_var)
         kl = mixture_kl(z, mean, log_var, mixture).mean()
         return self._denoising_loss(x, z) + self._effective_kl_weight() * kl
@@ -677,11 +662,6 @@ class ClusterDDPM(BaseDeepClusterer):
         elif sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {sorted(SAMPLERS)} or None, got {sampler!r}.")
         schedule = self._schedule(self._inference_device())
-        if sampler == "ancestral" and n_steps not in (None, schedule.n_timesteps):
-            raise ValueError(
-                f"the ancestral sampler visits all {schedule.n_timesteps} timesteps; "
-                f"n_steps={n_steps} needs sampler='ddim'."
-            )
         shape = (self.n_features_in_,)
 
         def generate(z):

@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import BaseDeepClusterer
 from ._mixture import make_mixture, occupied_components
 from ._param_validation import integers, reals
-from .augmentation import AUGMENTATION_PRESETS, TrainingAugmentation, make_augmentation
+from .augmentation import AUGMENTATION_PRESETS, TrainingAugmentation
 from .losses import (
     component_divergence,
     latent_spread_penalty,
@@ -433,22 +433,9 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         return dataclasses.replace(spec, encoder=self.encoder)
 
     def _record_fitted_params(self):
-        self._augmentation = TrainingAugmentation(
-            make_augmentation(
-                self.augmentation,
-                self.network_spec_.image_shape,
-                strength=self.augmentation_strength,
-            )
+        self._augmentation = TrainingAugmentation.from_preset(
+            self.augmentation, self.network_spec_.image_shape, self.augmentation_strength
         )
-
-    #: Choose the component of the clustering loss from the clean image's code
-    #: (DEC-DA) rather than from the augmented view's.
-    _clean_assignment = True
-
-    def _augment(self, x):
-        """The encoder's view of the batch ``x``: ``x`` itself without augmentation."""
-        augmentation = getattr(self, "_augmentation", None)
-        return x if augmentation is None else augmentation.view(x)
 
     def _build_networks(self, spec):
         networks = super()._build_networks(spec)
@@ -551,7 +538,8 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             mean, var, mixture, divergence=self.divergence, alpha=self.alpha
         )
         target = mean.detach()
-        if view is not x and self._clean_assignment:
+        if view is not x:
+            # As in DEC-DA, the component is chosen from the clean image's code.
             with torch.no_grad():
                 target, _ = self._encode(x)
         log_joint = mixture_log_joint(target, mixture)
