@@ -252,9 +252,10 @@ class BaseDeepClusterer(
     def _check_result(self):
         """Warn about a degenerate fitted state (called at the end of ``fit``)."""
 
-    def _record_fitted_params(self):
-        """Record, as fitted attributes, the parameters that inference reads
-        (beyond the networks' architecture), when a new fit starts."""
+    def _record_fitted_params(self, n_samples):
+        """Record, as fitted attributes, the parameters that inference and
+        ``warm_start`` fits read (beyond the networks' architecture), when a
+        new fit starts on ``n_samples`` rows."""
 
     def _augment(self, x):
         """The encoder's view of a training batch: an augmented copy when the
@@ -319,7 +320,7 @@ class BaseDeepClusterer(
         spec = self._network_spec(n_features)
         if not continuing:
             self.network_spec_ = spec
-            self._record_fitted_params()
+            self._record_fitted_params(n_samples)
         self._validate_method_params(n_samples, n_features)
         n_components = self._mixture_params()["n_components"]
         if self.e_step_max_samples is not None and self.e_step_max_samples < n_components:

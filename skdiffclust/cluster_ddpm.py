@@ -448,7 +448,7 @@ class ClusterDDPM(BaseDeepClusterer):
             return spec
         return dataclasses.replace(spec, encoder=self.encoder, denoiser=self.denoiser)
 
-    def _record_fitted_params(self):
+    def _record_fitted_params(self, n_samples):
         self.n_timesteps_ = int(self.n_timesteps)
         self._augmentation = TrainingAugmentation.from_preset(
             self.augmentation, self.network_spec_.image_shape, self.augmentation_strength

@@ -415,9 +415,6 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
 
     # ------------------------------------------------------------- networks
     def _validate_method_params(self, n_samples, n_features):
-        # More components than rows cannot all hold a row: the truncation is
-        # capped at the number of rows.
-        self.n_components_ = min(int(self.n_components), n_samples)
         if self.cluster_scale == "auto":
             n_fitted = n_samples
             if self.e_step_max_samples is not None:
@@ -432,7 +429,11 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             return spec
         return dataclasses.replace(spec, encoder=self.encoder)
 
-    def _record_fitted_params(self):
+    def _record_fitted_params(self, n_samples):
+        # More components than rows cannot all hold a row: the truncation is
+        # capped at the number of rows. A warm start keeps the fitted one,
+        # which the first E-step may have grown.
+        self.n_components_ = min(int(self.n_components), n_samples)
         self._augmentation = TrainingAugmentation.from_preset(
             self.augmentation, self.network_spec_.image_shape, self.augmentation_strength
         )

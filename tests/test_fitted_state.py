@@ -167,3 +167,19 @@ def test_deep_dpgmm_doubles_a_truncation_that_the_first_e_step_fills():
     ).fit(X)
     assert model.n_components_ in (4, 8)
     assert model.n_clusters_ < model.n_components_
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_warm_start_keeps_a_grown_truncation():
+    X, _ = blobs(n_samples=60)
+    model = DeepDPGMMClusterer(
+        n_components=1,
+        hidden_dims=(16,),
+        latent_dim=2,
+        pretrain_epochs=20,
+        n_iter=0,
+        random_state=0,
+    ).fit(X)
+    grown = model.n_components_
+    model.set_params(warm_start=True, n_iter=1).fit(X)
+    assert model.n_components_ == grown == model.mixture_.n_components
