@@ -153,26 +153,12 @@ def _scenario_fit(ctx, method, e_step_max_samples):
     """A small data-parallel fit; the pickled model and what it predicts."""
     import pickle
 
+    from _estimators import small
     from sklearn.datasets import make_blobs
 
-    from skdiffclust import ClusterDDPM, DeepDPGMMClusterer
-
     X, _ = make_blobs(n_samples=121, centers=3, n_features=4, cluster_std=0.5, random_state=0)
-    small = dict(
-        latent_dim=2,
-        hidden_dims=(16,),
-        pretrain_epochs=4,
-        n_iter=2,
-        batch_size=16,
-        learning_rate=1e-2,
-        device="cpu",
-        random_state=0,
-        e_step_max_samples=e_step_max_samples,
-    )
-    if method == "ClusterDDPM":
-        model = ClusterDDPM(n_clusters=3, n_timesteps=10, **small)
-    else:
-        model = DeepDPGMMClusterer(n_components=5, **small)
+    name = "ClusterDDPM" if method == "ClusterDDPM" else "DeepDPGMMClusterer"
+    model = small(name, pretrain_epochs=4, batch_size=16, e_step_max_samples=e_step_max_samples)
     with count_communication() as log:
         model.fit(X)
     return {
