@@ -61,6 +61,9 @@ SAMPLE_BATCH_SIZE = 1024
 #: Rows per chunk of the numpy preprocessing (scaling statistics, scaling).
 _CHUNK_ROWS = 65536
 
+#: Values per block of ``_scale`` (1 MB of float64).
+_SCALE_BLOCK_VALUES = 2**17
+
 
 def _column_mean_std(X):
     """Per-column mean and standard deviation of ``X`` without overflow or
@@ -362,12 +365,19 @@ class BaseDeepClusterer(
         """Scaled float32 copy of ``X``; raises if scaling overflows float32."""
         Xs = np.empty(X.shape, dtype=np.float32)
         shifted = self._input_offset * self._input_scale
-        for start in range(0, X.shape[0], _CHUNK_ROWS):
-            rows = slice(start, start + _CHUNK_ROWS)
-            # X * s - o * s rather than (X - o) * s: the difference of two
-            # huge values can overflow.
-            with np.errstate(over="ignore", invalid="ignore"):
-                Xs[rows] = X[rows] * self._input_scale - shifted
+        # Blocks of about 1 MB through one float64 buffer: full-size float64
+        # temporaries cost more than the encoder's work at inference.
+        block = max(1, _SCALE_BLOCK_VALUES // max(1, X.shape[1]))
+        buffer = np.empty((min(block, X.shape[0]), X.shape[1]))
+        with np.errstate(over="ignore", invalid="ignore"):
+            for start in range(0, X.shape[0], block):
+                rows = slice(start, start + block)
+                out = buffer[: len(X[rows])]
+                # X * s - o * s rather than (X - o) * s: the difference of two
+                # huge values can overflow.
+                np.multiply(X[rows], self._input_scale, out=out)
+                np.subtract(out, shifted, out=out)
+                Xs[rows] = out
         if not np.all(np.isfinite(Xs)):
             if self.scaling_ is None:
                 advice = "rescale X (for example with StandardScaler), or use scaling='global'."
