@@ -444,7 +444,12 @@ class BaseDeepClusterer(
             if not continuing:
                 self._fit_scaling(X)
             Xs = torch.from_numpy(self._scale(X)).to(device)
-            with local_torch_seed(seed), limited_torch_threads():
+            # Batch statistics in the losses span every rank's batch.
+            with (
+                local_torch_seed(seed),
+                limited_torch_threads(),
+                _distributed.synchronized_batches(ctx),
+            ):
                 self._fit_loop(Xs, device, random_state, continuing, progress, callbacks)
             del self._dist
         except BaseException as exc:

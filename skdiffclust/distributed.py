@@ -14,6 +14,10 @@ the questions a data-parallel fit asks:
   and how to send the fitted mixture back (:func:`broadcast_object`);
 - how to combine per-rank statistics (:func:`all_reduce_sum`,
   :func:`gather_moments`);
+- how a loss computes batch statistics (a mean or a covariance over the
+  batch) over the batches of every rank, with gradients
+  (:func:`synchronized_batches`, :func:`batch_mean`, :func:`batch_variance`,
+  :func:`batch_covariance`);
 - how many bytes all this moves (:func:`count_communication`,
   :func:`allreduce_bytes`, :func:`ddp_bytes_per_step`).
 
@@ -25,6 +29,7 @@ import os
 import pickle
 from collections import defaultdict
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from numbers import Integral
 
@@ -38,6 +43,9 @@ __all__ = [
     "DistributedContext",
     "all_reduce_sum",
     "allreduce_bytes",
+    "batch_covariance",
+    "batch_mean",
+    "batch_variance",
     "broadcast_object",
     "count_communication",
     "ddp_bytes_per_step",
@@ -47,6 +55,7 @@ __all__ = [
     "gather_subsample",
     "rank_seed",
     "shard_indices",
+    "synchronized_batches",
     "unwrap",
     "wrap_ddp",
 ]
@@ -591,6 +600,138 @@ def gather_moments(x, ctx):
     offsets = means - mean
     scatter = scatters.sum(axis=0) + (offsets * counts[:, None]).T @ offsets
     return int(total), mean, scatter
+
+
+# ------------------------------------------------------ batch statistics
+#: The context whose ranks' batches form one batch (None: this process's).
+_BATCH_GROUP = ContextVar("skdiffclust_batch_group", default=None)
+
+
+@contextmanager
+def synchronized_batches(ctx):
+    """Inside the block, :func:`batch_mean`, :func:`batch_variance` and
+    :func:`batch_covariance` reduce over the current batch of every rank, as
+    if the batches formed one.
+
+    A data-parallel step averages the gradients of ``p`` batches, which is
+    the gradient of one batch ``p`` times larger only for a loss that is a
+    mean over rows. A loss built on batch statistics (the centre and scale of
+    a batch, the covariance of its codes) changes its value with the batch
+    size; under this block its statistics are those of the whole step's
+    batch, and the averaged gradient is that of one process with
+    ``p * batch_size`` rows. Every rank must then run the same forward and
+    backward passes, in the same order (as DDP already requires).
+
+    Parameters
+    ----------
+    ctx : DistributedContext or None
+        None or a world of one: the statistics stay local.
+    """
+    token = _BATCH_GROUP.set(ctx if ctx is not None and ctx.world_size > 1 else None)
+    try:
+        yield
+    finally:
+        _BATCH_GROUP.reset(token)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """A sum over the ranks whose backward pass sums the gradients too.
+
+    Every rank's loss depends on every rank's input through the sum, so the
+    gradient of an input is the sum over the ranks of the gradients of their
+    losses with respect to the sum; DDP then averages the parameter gradients
+    over the ranks, as it does for any loss.
+    """
+
+    @staticmethod
+    def forward(function_ctx, tensor, world_size):
+        function_ctx.world_size = world_size
+        return _all_reduce_in_place(tensor.detach().clone(), world_size)
+
+    @staticmethod
+    def backward(function_ctx, grad):
+        return _all_reduce_in_place(grad.contiguous().clone(), function_ctx.world_size), None
+
+
+def _all_reduce_in_place(tensor, world_size):
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    n_bytes = allreduce_bytes(tensor.numel() * tensor.element_size(), world_size)
+    _record("batch_all_reduce", n_bytes, n_bytes)
+    return tensor
+
+
+def _sum_and_count(x, ctx):
+    """The sum over rows of every rank's ``x`` (differentiable), and their count."""
+    # The row count travels with the sum: one collective instead of two.
+    local = torch.cat([x.sum(dim=0).flatten(), x.new_full((1,), x.shape[0])])
+    total = _AllReduceSum.apply(local, ctx.world_size)
+    return total[:-1].reshape(x.shape[1:]), total[-1]
+
+
+def batch_mean(x):
+    """``x.mean(dim=0)``, over the batches of every rank under
+    :func:`synchronized_batches`; differentiable.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (n_rows, ...)
+
+    Returns
+    -------
+    mean : torch.Tensor of shape ``x.shape[1:]``
+    """
+    ctx = _BATCH_GROUP.get()
+    if ctx is None:
+        return x.mean(dim=0)
+    total, n_rows = _sum_and_count(x, ctx)
+    return total / n_rows
+
+
+def batch_variance(x, *, correction=1):
+    """``x.var(dim=0, correction=correction)``, over the batches of every rank
+    under :func:`synchronized_batches`; differentiable.
+
+    Two passes (the mean, then the mean square deviation), so that codes far
+    from the origin keep their precision.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (n_rows, n_features)
+    correction : int, default=1
+        Subtracted from the row count in the denominator (0: biased).
+
+    Returns
+    -------
+    variance : torch.Tensor of shape (n_features,)
+    """
+    ctx = _BATCH_GROUP.get()
+    if ctx is None:
+        return x.var(dim=0, correction=correction)
+    deviations = x - batch_mean(x)
+    total, n_rows = _sum_and_count(deviations**2, ctx)
+    return total / (n_rows - correction)
+
+
+def batch_covariance(x):
+    """The unbiased covariance matrix of the rows of ``x``, over the batches
+    of every rank under :func:`synchronized_batches`; differentiable.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (n_rows, n_features)
+
+    Returns
+    -------
+    covariance : torch.Tensor of shape (n_features, n_features)
+    """
+    ctx = _BATCH_GROUP.get()
+    if ctx is None:
+        centered = x - x.mean(dim=0)
+        return centered.T @ centered / (x.shape[0] - 1)
+    centered = x - batch_mean(x)
+    # Each row's outer product, summed over every rank's rows.
+    scatter, n_rows = _sum_and_count(centered[:, :, None] * centered[:, None, :], ctx)
+    return scatter / (n_rows - 1)
 
 
 # -------------------------------------------------------------------- DDP

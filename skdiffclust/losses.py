@@ -8,6 +8,8 @@ import math
 
 import torch
 
+from .distributed import batch_covariance
+
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -160,10 +162,11 @@ def latent_spread_penalty(z):
     Parameters
     ----------
     z : torch.Tensor of shape (n_samples, n_dims)
-        The batch of codes, with ``n_samples >= 2``.
+        The batch of codes, with ``n_samples >= 2``; under
+        :func:`~skdiffclust.distributed.synchronized_batches`, this rank's
+        part of the batch of all ranks.
     """
-    centered = z - z.mean(dim=0)
-    covariance = centered.T @ centered / (z.shape[0] - 1)
+    covariance = batch_covariance(z)
     variances = torch.diagonal(covariance)
     # The small constant keeps the gradient of the root finite at zero variance.
     hinge = torch.relu(1 - torch.sqrt(variances + 1e-4)).mean()

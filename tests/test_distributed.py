@@ -149,6 +149,57 @@ def _scenario_reductions(ctx):
     }
 
 
+class _LinearGaussian(torch.nn.Module):
+    """A linear Gaussian encoder: means and log-variances of the rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.mean = torch.nn.Linear(5, 3)
+        self.log_var = torch.nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.mean(x), self.log_var(x)
+
+
+def _batch_statistics_step(encoder, X):
+    """A loss on batch statistics (the standardisation and the covariance
+    penalty), its value and the gradients of the encoder's parameters."""
+    from skdiffclust.losses import latent_spread_penalty
+
+    mean, log_var = encoder(X)
+    loss = latent_spread_penalty(3.0 * mean) + (mean**2).mean() + log_var.exp().mean()
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in unwrap(encoder).parameters()]
+
+
+def _statistics_encoder():
+    from skdiffclust.nn import StandardizedGaussianEncoder
+
+    torch.manual_seed(3)
+    return StandardizedGaussianEncoder(_LinearGaussian(), 3)
+
+
+def _statistics_batch():
+    X = torch.randn(24, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    return (X * torch.arange(1.0, 6.0, dtype=torch.float64) + 2.0).float()
+
+
+def _scenario_batch_statistics(ctx, synchronized):
+    from skdiffclust.distributed import synchronized_batches
+
+    X = _statistics_batch()
+    rows = torch.as_tensor(shard_indices(len(X), ctx.rank, ctx.world_size))
+    encoder = wrap_ddp(_statistics_encoder(), ctx)
+    with count_communication() as log, synchronized_batches(ctx if synchronized else None):
+        loss, grads = _batch_statistics_step(encoder, X[rows])
+    return {
+        "loss": loss,
+        "grads": grads,
+        "running_mean": unwrap(encoder).running_mean.clone(),
+        "batch_bytes": log.sent.get("batch_all_reduce", 0.0),
+    }
+
+
 def _scenario_fit(ctx, method, e_step_max_samples):
     """A small data-parallel fit; the pickled model and what it predicts."""
     import pickle
@@ -463,6 +514,38 @@ def test_reductions_agree_with_numpy(world):
         n, mean, scatter = result["empty_moments"]  # rank 1 holds no rows
         assert n == 11
         np.testing.assert_allclose(scatter / n, np.cov(Z, rowvar=False, ddof=0), rtol=1e-10)
+
+
+def test_synchronized_batch_statistics_give_the_gradient_of_the_whole_batch(world):
+    # One process, the whole batch of 24 rows: the reference.
+    loss, grads = _batch_statistics_step(_statistics_encoder(), _statistics_batch())
+    results = world.run("batch_statistics", True)
+    # The ranks' mean loss is the whole batch's (its statistics span both
+    # halves), and DDP's average of their gradients is the whole batch's.
+    torch.testing.assert_close(sum(r["loss"] for r in results) / WORLD_SIZE, loss)
+    for result in results:
+        for got, expected in zip(result["grads"], grads):
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        assert result["batch_bytes"] > 0
+    # Without the block each rank standardises its own 12 rows: another gradient.
+    local = world.run("batch_statistics", False)
+    assert local[0]["batch_bytes"] == 0
+    assert not torch.allclose(local[0]["grads"][0], grads[0], rtol=1e-3)
+
+
+def test_batch_statistics_are_local_outside_a_process_group():
+    from skdiffclust.distributed import (
+        batch_covariance,
+        batch_mean,
+        batch_variance,
+        synchronized_batches,
+    )
+
+    X = _statistics_batch()
+    with synchronized_batches(None):
+        torch.testing.assert_close(batch_mean(X), X.mean(dim=0), rtol=0, atol=0)
+        torch.testing.assert_close(batch_variance(X, correction=0), X.var(dim=0, correction=0))
+        torch.testing.assert_close(batch_covariance(X), torch.cov(X.T), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -3,13 +3,17 @@
 import torch
 from torch import nn
 
+from ..distributed import batch_mean, batch_variance
+
 
 class StandardizedGaussianEncoder(nn.Module):
     """A Gaussian encoder whose latent means are centred and scaled to unit size.
 
     The means are centred per dimension and divided by one global scale, the
     root of their mean variance over dimensions (batch statistics in training,
-    running averages in evaluation, as in batch normalisation, which
+    over the batches of all ranks under
+    :func:`~skdiffclust.distributed.synchronized_batches`; running averages in
+    evaluation, as in batch normalisation, which
     :meth:`set_statistics` can replace by exact ones); the variances of
     q(z|x) follow the same scaling. The latent space thus keeps its shape but has
     a fixed size, so mixture priors can be given in absolute units and the
@@ -39,8 +43,9 @@ class StandardizedGaussianEncoder(nn.Module):
     def forward(self, x):
         mean, log_var = self.encoder(x)
         if self.training and mean.shape[0] > 1:
-            center = mean.mean(dim=0)
-            var = mean.var(dim=0, unbiased=False).mean()
+            # Under data-parallel training, the statistics of every rank's batch.
+            center = batch_mean(mean)
+            var = batch_variance(mean, correction=0).mean()
             with torch.no_grad():
                 self.running_mean.lerp_(center.detach(), self.momentum)
                 self.running_var.lerp_(var.detach(), self.momentum)
