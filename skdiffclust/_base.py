@@ -16,7 +16,6 @@ import warnings
 from abc import abstractmethod
 from collections import namedtuple
 from contextlib import contextmanager
-from functools import partial
 from numbers import Integral
 
 import numpy as np
@@ -31,7 +30,7 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import assert_all_finite, check_is_fitted, validate_data
 
 from . import distributed as _distributed
 from ._mixture import (
@@ -63,6 +62,74 @@ _CHUNK_ROWS = 65536
 
 #: Values per block of ``_scale`` (1 MB of float64).
 _SCALE_BLOCK_VALUES = 2**17
+
+#: dtypes that inference reads as they are; any other is converted to float64.
+#: Integers convert to float64 exactly inside the scaling.
+_INFERENCE_DTYPES = [np.float64, np.float32, np.uint8, np.int8, np.int16, np.int32, np.int64]
+
+
+class _Objective(torch.nn.Module):
+    """The networks of a fit as one module whose forward pass is a loss.
+
+    In DistributedDataParallel, a whole training loss is then one forward
+    pass, whichever networks it runs and however often: one gradient
+    all-reduce per step for all of them.
+    """
+
+    def __init__(self, networks):
+        super().__init__()
+        self.networks = torch.nn.ModuleDict(networks)
+
+    def forward(self, loss_fn, x):
+        return loss_fn(x)
+
+
+def _data_parallel_objective(networks, ctx):
+    """The DDP-wrapped :class:`_Objective` of ``networks`` under
+    torch.distributed with several ranks, else None.
+
+    Wrapping broadcasts rank 0's weights, so every rank starts alike. Some
+    parameters may go without gradient in a step (the encoder's log-variance
+    head in pretraining). Buffers updated from synchronized batch statistics
+    agree on every rank; batch normalisation's do not, and are sent from rank
+    0 before every forward pass.
+    """
+    if ctx is None or ctx.world_size == 1:
+        return None
+    objective = _Objective(networks)
+    return _distributed.wrap_ddp(
+        objective,
+        ctx,
+        count_bytes=True,
+        find_unused_parameters=True,
+        broadcast_buffers=_has_batch_norm(objective),
+    )
+
+
+def _has_batch_norm(module):
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def _gradients_finite(optimizer):
+    """Whether every gradient the optimizer holds is finite (one float64 sum
+    per tensor, which cannot overflow for float32 gradients)."""
+    sums = [
+        p.grad.sum(dtype=torch.float64)
+        for group in optimizer.param_groups
+        for p in group["params"]
+        if p.grad is not None
+    ]
+    return not sums or bool(torch.isfinite(torch.stack(sums).sum()))
+
+
+def _read_only_tensor(X):
+    """A tensor sharing the memory of array ``X``, which is only read."""
+    if any(stride < 0 for stride in X.strides):
+        X = np.ascontiguousarray(X)  # torch views cannot step backwards
+    with warnings.catch_warnings():
+        # A read-only array (a memory map, a broadcast view) is fine to read.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(X)
 
 
 def _column_mean_std(X):
@@ -274,14 +341,19 @@ class BaseDeepClusterer(
 
     # ------------------------------------------------------------ validation
     def _validate_X(self, X, reset, fitting=False):
+        """``X`` checked as scikit-learn does; at inference, integer arrays are
+        kept as they are (scaling reads them exactly) and non-finite values are
+        left to :meth:`_scale`, which checks its float32 output once instead of
+        its input and output each."""
         X = validate_data(
             self,
             X,
             reset=reset,
-            dtype=[np.float64, np.float32],
+            dtype=[np.float64, np.float32] if fitting else _INFERENCE_DTYPES,
             # A batch of one breaks batch normalisation, and one sample
             # cannot be clustered.
             ensure_min_samples=2 if fitting else 1,
+            ensure_all_finite=fitting,
             accept_sparse=False,
         )
         if fitting and not np.any(X != X[:1]):
@@ -362,23 +434,30 @@ class BaseDeepClusterer(
         self._input_scale = scale
 
     def _scale(self, X):
-        """Scaled float32 copy of ``X``; raises if scaling overflows float32."""
-        Xs = np.empty(X.shape, dtype=np.float32)
-        shifted = self._input_offset * self._input_scale
+        """Scaled float32 copy of ``X``; raises if ``X`` has NaN or infinite
+        values, or if scaling overflows float32."""
+        X_tensor = _read_only_tensor(X)
+        Xs = torch.empty(X.shape, dtype=torch.float32)
+        scale = torch.from_numpy(self._input_scale)
+        shifted = torch.from_numpy(self._input_offset * self._input_scale)
         # Blocks of about 1 MB through one float64 buffer: full-size float64
-        # temporaries cost more than the encoder's work at inference.
+        # temporaries cost more than the encoder's work at inference. torch
+        # rather than numpy, so that the cores share the work.
         block = max(1, _SCALE_BLOCK_VALUES // max(1, X.shape[1]))
-        buffer = np.empty((min(block, X.shape[0]), X.shape[1]))
-        with np.errstate(over="ignore", invalid="ignore"):
+        buffer = torch.empty((min(block, X.shape[0]), X.shape[1]), dtype=torch.float64)
+        with limited_torch_threads():
             for start in range(0, X.shape[0], block):
                 rows = slice(start, start + block)
-                out = buffer[: len(X[rows])]
+                out = buffer[: len(X_tensor[rows])]
                 # X * s - o * s rather than (X - o) * s: the difference of two
                 # huge values can overflow.
-                np.multiply(X[rows], self._input_scale, out=out)
-                np.subtract(out, shifted, out=out)
+                torch.mul(X_tensor[rows], scale, out=out)
+                out.sub_(shifted)
                 Xs[rows] = out
+        Xs = Xs.numpy()
         if not np.all(np.isfinite(Xs)):
+            # NaN or infinity in X itself: scikit-learn's own message.
+            assert_all_finite(X, estimator_name=type(self).__name__, input_name="X")
             if self.scaling_ is None:
                 advice = "rescale X (for example with StandardScaler), or use scaling='global'."
             else:
@@ -438,9 +517,13 @@ class BaseDeepClusterer(
                 callbacks = callbacks if ctx.is_main else []
                 if device.type == "cuda":
                     device = ctx.device  # this rank's GPU
-                # Every rank starts from rank 0's seed (random_state may be None)
-                # and draws its own minibatches and noise from it.
-                seed = _distributed.rank_seed(_distributed.broadcast_object(seed, ctx), ctx.rank)
+                # Every rank starts from rank 0's seed (random_state may be None):
+                # the order of the rows is shared, the noise is each rank's own.
+                seed = _distributed.broadcast_object(seed, ctx)
+                self._batch_order = torch.Generator().manual_seed(
+                    _distributed.batch_order_seed(seed)
+                )
+                seed = _distributed.rank_seed(seed, ctx.rank)
             if not continuing:
                 self._fit_scaling(X)
             Xs = torch.from_numpy(self._scale(X)).to(device)
@@ -452,12 +535,13 @@ class BaseDeepClusterer(
             ):
                 self._fit_loop(Xs, device, random_state, continuing, progress, callbacks)
             del self._dist
+            self.__dict__.pop("_batch_order", None)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt) and progress["checkpoint"] is not None:
                 # Keep the last completed iteration, so that the estimator is
                 # usable and ``warm_start=True`` can continue from it.
                 self._restore(progress["checkpoint"], Xs, device)
-                for name in ("_dist", "_data_parallel"):
+                for name in ("_dist", "_data_parallel", "_batch_order"):
                     self.__dict__.pop(name, None)
             else:
                 # Divergence, an error or an interrupt before the first
@@ -484,20 +568,13 @@ class BaseDeepClusterer(
             history = {key: [] for key in HISTORY_KEYS}
             mixture = None
         self._set_networks(networks)
-        # Wrapping broadcasts rank 0's weights, so every rank starts alike;
-        # pretraining may leave the encoder's log-variance head without gradient.
-        self._data_parallel = {
-            name: _distributed.wrap_ddp(
-                net, self._dist, count_bytes=True, find_unused_parameters=name == "encoder"
-            )
-            for name, net in networks.items()
-        }
+        self._data_parallel = _data_parallel_objective(networks, self._dist)
         params = [p for net in networks.values() for p in net.parameters()]
         optimizer = torch.optim.Adam(params, lr=self.learning_rate)
         if continuing:
             progress["initial"] = progress["checkpoint"] = self._checkpoint(mixture, history)
         _notify(callbacks, "on_fit_begin", self, n_samples=len(Xs), continuing=continuing)
-        data = self._shard(Xs, random_state)
+        data = self._shard(Xs)
         if not continuing:
             mixture = self._pretrain(data, optimizer, history, random_state, callbacks)
             progress["checkpoint"] = self._checkpoint(mixture, history)
@@ -507,24 +584,45 @@ class BaseDeepClusterer(
         del self._data_parallel  # DDP wrappers do not pickle; the networks stay
         self._restore(progress["checkpoint"], Xs, device)
 
-    def _shard(self, Xs, random_state):
+    def _shard(self, Xs):
         """The rows this process trains on and encodes for the E-step.
 
-        One process: all of them. Under :mod:`torch.distributed`, each rank
-        trains on its shard of a random permutation (padded, so that every
-        rank runs the same number of steps) and encodes its share of the rows
-        in their order, whose codes the E-step gathers.
+        One process: all of them. Under :mod:`torch.distributed`, every rank
+        trains on its part of each step's batch (:meth:`_minibatches`) and
+        encodes its share of the rows in their order, whose codes the E-step
+        gathers.
         """
         ctx = self._dist
         if ctx is None or ctx.world_size == 1:
             return _Data(train=Xs, codes=Xs)
-        permutation_seed = int(random_state.randint(np.iinfo(np.int32).max))
-        train = _distributed.shard_indices(
-            len(Xs), ctx.rank, ctx.world_size, uneven="pad", seed=permutation_seed
-        )
+        if len(Xs) < 2 * ctx.world_size:
+            raise ValueError(
+                f"A data-parallel fit on {ctx.world_size} processes needs at least 2 samples "
+                f"per process ({2 * ctx.world_size}); X has {len(Xs)}."
+            )
         codes = _distributed.shard_indices(len(Xs), ctx.rank, ctx.world_size)
-        as_index = partial(torch.as_tensor, device=Xs.device)
-        return _Data(train=Xs[as_index(train)], codes=Xs[as_index(codes)])
+        return _Data(train=Xs, codes=Xs[torch.as_tensor(codes, device=Xs.device)])
+
+    def _minibatches(self, n_samples, device):
+        """Row indices of this process's minibatches for one epoch.
+
+        Under :mod:`torch.distributed`, one permutation of all rows, the same
+        on every rank, is cut into steps of ``world_size * batch_size`` rows,
+        and each rank takes its share of every step: every rank runs the same
+        number of steps, and a step sees the rows one process would.
+        """
+        ctx = getattr(self, "_dist", None)
+        world_size = 1 if ctx is None else ctx.world_size
+        if world_size == 1:
+            order = torch.randperm(n_samples, device=device)
+        else:
+            order = torch.randperm(n_samples, generator=self._batch_order).to(device)
+        batches = order.split(int(self.batch_size) * world_size)
+        if len(batches) > 1 and len(batches[-1]) < 2 * world_size:
+            batches = batches[:-1]  # a batch of one breaks batch normalisation
+        if world_size > 1:
+            batches = [batch.tensor_split(world_size)[ctx.rank] for batch in batches]
+        return batches
 
     def _pretrain(self, data, optimizer, history, random_state, callbacks):
         """The pretraining epochs and the first E-step; returns the mixture."""
@@ -647,56 +745,47 @@ class BaseDeepClusterer(
         n_samples = Xs.shape[0]
         for net in self._networks().values():
             net.train()
-        batches = torch.randperm(n_samples, device=Xs.device).split(int(self.batch_size))
-        if len(batches) > 1 and len(batches[-1]) == 1:
-            batches = batches[:-1]  # a batch of one breaks batch normalisation
+        batches = self._minibatches(n_samples, Xs.device)
         ctx = getattr(self, "_dist", None)
         total, count = 0.0, 0
-        with self._training_networks():
-            for idx in batches:
-                _notify(callbacks, "on_batch_begin", self, stage=stage, batch_size=len(idx))
-                loss = loss_fn(Xs[idx])
-                finite = bool(torch.isfinite(loss))
-                if ctx is not None:
-                    # Every rank stops together: one rank leaving before the
-                    # gradient all-reduce would leave the others waiting.
-                    finite = _distributed.all_reduce_sum(float(finite), ctx) == ctx.world_size
-                if not finite:
-                    raise TrainingDivergedError(
-                        f"Training diverged: the loss became {loss.item()} during "
-                        f"{_STAGE_NAMES[stage]} {epoch + 1}. {self._divergence_advice(stage)} "
-                        "The estimator was left as before this fit."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                batch_loss = loss.item()
-                total += batch_loss * len(idx)
-                count += len(idx)
-                _notify(
-                    callbacks,
-                    "on_batch_end",
-                    self,
-                    stage=stage,
-                    batch_size=len(idx),
-                    loss=batch_loss,
-                )
+        objective = getattr(self, "_data_parallel", None)
+        for idx in batches:
+            _notify(callbacks, "on_batch_begin", self, stage=stage, batch_size=len(idx))
+            # Data-parallel, the whole loss is the forward pass of one DDP
+            # wrapper around the networks.
+            loss = loss_fn(Xs[idx]) if objective is None else objective(loss_fn, Xs[idx])
+            if ctx is None and not torch.isfinite(loss):
+                raise self._diverged(f"the loss became {loss.item()}", stage, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if ctx is not None and not _gradients_finite(optimizer):
+                # The gradients are all-reduced, hence the same on every
+                # rank: a non-finite loss on any rank stops all of them
+                # here together, with no collective of its own.
+                raise self._diverged("its gradients became non-finite", stage, epoch)
+            optimizer.step()
+            batch_loss = loss.item()
+            total += batch_loss * len(idx)
+            count += len(idx)
+            _notify(
+                callbacks,
+                "on_batch_end",
+                self,
+                stage=stage,
+                batch_size=len(idx),
+                loss=batch_loss,
+            )
         if ctx is not None:
             total, count = _distributed.all_reduce_sum([total, count], ctx)
+            if not np.isfinite(total):
+                raise self._diverged(f"the loss became {total / count}", stage, epoch)
         return total / count
 
-    @contextmanager
-    def _training_networks(self):
-        """Inside the block the network attributes are their DDP wrappers (the
-        forward pass must go through them), when training is data-parallel."""
-        wrappers = getattr(self, "_data_parallel", {})
-        networks = self._networks()
-        try:
-            for name, wrapper in wrappers.items():
-                setattr(self, name + "_", wrapper)
-            yield
-        finally:
-            self._set_networks(networks)
+    def _diverged(self, what, stage, epoch):
+        return TrainingDivergedError(
+            f"Training diverged: {what} during {_STAGE_NAMES[stage]} {epoch + 1}. "
+            f"{self._divergence_advice(stage)} The estimator was left as before this fit."
+        )
 
     def _gather_codes(self, Z):
         """Every rank's codes (in row order) under torch.distributed, else ``Z``."""

@@ -16,7 +16,7 @@ the questions a data-parallel fit asks:
   :func:`gather_moments`);
 - how a loss computes batch statistics (a mean or a covariance over the
   batch) over the batches of every rank, with gradients
-  (:func:`synchronized_batches`, :func:`batch_mean`, :func:`batch_variance`,
+  (:func:`synchronized_batches`, :func:`batch_mean_and_variance`,
   :func:`batch_covariance`);
 - how many bytes all this moves (:func:`count_communication`,
   :func:`allreduce_bytes`, :func:`ddp_bytes_per_step`).
@@ -44,8 +44,8 @@ __all__ = [
     "all_reduce_sum",
     "allreduce_bytes",
     "batch_covariance",
-    "batch_mean",
-    "batch_variance",
+    "batch_mean_and_variance",
+    "batch_order_seed",
     "broadcast_object",
     "count_communication",
     "ddp_bytes_per_step",
@@ -161,6 +161,28 @@ def rank_seed(seed, rank):
 
 
 # ----------------------------------------------------------------- shards
+def batch_order_seed(seed):
+    """The seed of the row order that every rank shares in a data-parallel fit.
+
+    The 0-th child of :class:`numpy.random.SeedSequence` ``(seed)``: the
+    same on every rank, and independent of every stream of
+    :func:`rank_seed` (rank 0 uses ``seed`` itself, rank ``r > 0`` the
+    ``r``-th child).
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative base seed, the same on every rank.
+
+    Returns
+    -------
+    seed : int
+        In ``[0, 2**31 - 1]``.
+    """
+    state = np.random.SeedSequence(int(seed), spawn_key=(0,)).generate_state(1)
+    return int(state[0] & 0x7FFFFFFF)
+
+
 def shard_indices(n_samples, rank, world_size, *, uneven="keep", seed=None):
     """The rows of ``rank``: a contiguous block of the row order.
 
@@ -609,8 +631,8 @@ _BATCH_GROUP = ContextVar("skdiffclust_batch_group", default=None)
 
 @contextmanager
 def synchronized_batches(ctx):
-    """Inside the block, :func:`batch_mean`, :func:`batch_variance` and
-    :func:`batch_covariance` reduce over the current batch of every rank, as
+    """Inside the block, :func:`batch_mean_and_variance` and :func:`batch_covariance`
+    reduce over the current batch of every rank, as
     if the batches formed one.
 
     A data-parallel step averages the gradients of ``p`` batches, which is
@@ -660,61 +682,56 @@ def _all_reduce_in_place(tensor, world_size):
     return tensor
 
 
-def _sum_and_count(x, ctx):
-    """The sum over rows of every rank's ``x`` (differentiable), and their count."""
-    # The row count travels with the sum: one collective instead of two.
-    local = torch.cat([x.sum(dim=0).flatten(), x.new_full((1,), x.shape[0])])
+def _sums(x, ctx, *, second_moment):
+    """Over every rank's rows, in one collective: the row count, the sum of
+    ``x`` and the sum of its squares (``"diagonal"``) or outer products
+    (``"full"``), accumulated in float64; differentiable."""
+    x64 = x.double()
+    if second_moment == "full":
+        squares = (x64[:, :, None] * x64[:, None, :]).sum(dim=0)
+    else:
+        squares = (x64**2).sum(dim=0)
+    local = torch.cat([x64.new_full((1,), x.shape[0]), x64.sum(dim=0), squares.flatten()])
     total = _AllReduceSum.apply(local, ctx.world_size)
-    return total[:-1].reshape(x.shape[1:]), total[-1]
+    n_rows, n_features = total[0], x.shape[1]
+    return n_rows, total[1 : 1 + n_features], total[1 + n_features :].reshape(squares.shape)
 
 
-def batch_mean(x):
-    """``x.mean(dim=0)``, over the batches of every rank under
-    :func:`synchronized_batches`; differentiable.
+def batch_mean_and_variance(x, *, correction=1):
+    """``x.mean(dim=0)`` and ``x.var(dim=0, correction=correction)``, over the
+    batches of every rank under :func:`synchronized_batches`; differentiable.
 
-    Parameters
-    ----------
-    x : torch.Tensor of shape (n_rows, ...)
-
-    Returns
-    -------
-    mean : torch.Tensor of shape ``x.shape[1:]``
-    """
-    ctx = _BATCH_GROUP.get()
-    if ctx is None:
-        return x.mean(dim=0)
-    total, n_rows = _sum_and_count(x, ctx)
-    return total / n_rows
-
-
-def batch_variance(x, *, correction=1):
-    """``x.var(dim=0, correction=correction)``, over the batches of every rank
-    under :func:`synchronized_batches`; differentiable.
-
-    Two passes (the mean, then the mean square deviation), so that codes far
-    from the origin keep their precision.
+    Under :func:`synchronized_batches`, one collective brings the count, sum
+    and sum of squares of every rank's rows, accumulated in float64 so that
+    the one-pass variance keeps float32's precision for codes up to about
+    10^4 standard deviations from the origin.
 
     Parameters
     ----------
     x : torch.Tensor of shape (n_rows, n_features)
     correction : int, default=1
-        Subtracted from the row count in the denominator (0: biased).
+        Subtracted from the row count in the variance's denominator (0: biased).
 
     Returns
     -------
-    variance : torch.Tensor of shape (n_features,)
+    mean, variance : torch.Tensor of shape (n_features,)
     """
     ctx = _BATCH_GROUP.get()
     if ctx is None:
-        return x.var(dim=0, correction=correction)
-    deviations = x - batch_mean(x)
-    total, n_rows = _sum_and_count(deviations**2, ctx)
-    return total / (n_rows - correction)
+        return x.mean(dim=0), x.var(dim=0, correction=correction)
+    n_rows, total, squares = _sums(x, ctx, second_moment="diagonal")
+    mean = total / n_rows
+    variance = (squares - n_rows * mean**2) / (n_rows - correction)
+    return mean.to(x.dtype), variance.to(x.dtype)
 
 
 def batch_covariance(x):
     """The unbiased covariance matrix of the rows of ``x``, over the batches
     of every rank under :func:`synchronized_batches`; differentiable.
+
+    Under :func:`synchronized_batches`, one collective brings the count, sum
+    and sum of outer products of every rank's rows (float64, as in
+    :func:`batch_mean_and_variance`).
 
     Parameters
     ----------
@@ -728,10 +745,9 @@ def batch_covariance(x):
     if ctx is None:
         centered = x - x.mean(dim=0)
         return centered.T @ centered / (x.shape[0] - 1)
-    centered = x - batch_mean(x)
-    # Each row's outer product, summed over every rank's rows.
-    scatter, n_rows = _sum_and_count(centered[:, :, None] * centered[:, None, :], ctx)
-    return scatter / (n_rows - 1)
+    n_rows, total, scatter = _sums(x, ctx, second_moment="full")
+    mean = total / n_rows
+    return ((scatter - n_rows * torch.outer(mean, mean)) / (n_rows - 1)).to(x.dtype)
 
 
 # -------------------------------------------------------------------- DDP

@@ -524,7 +524,7 @@ def test_synchronized_batch_statistics_give_the_gradient_of_the_whole_batch(worl
     # halves), and DDP's average of their gradients is the whole batch's.
     torch.testing.assert_close(sum(r["loss"] for r in results) / WORLD_SIZE, loss)
     for result in results:
-        for got, expected in zip(result["grads"], grads):
+        for got, expected in zip(result["grads"], grads, strict=True):
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
         assert result["batch_bytes"] > 0
     # Without the block each rank standardises its own 12 rows: another gradient.
@@ -536,15 +536,15 @@ def test_synchronized_batch_statistics_give_the_gradient_of_the_whole_batch(worl
 def test_batch_statistics_are_local_outside_a_process_group():
     from skdiffclust.distributed import (
         batch_covariance,
-        batch_mean,
-        batch_variance,
+        batch_mean_and_variance,
         synchronized_batches,
     )
 
     X = _statistics_batch()
     with synchronized_batches(None):
-        torch.testing.assert_close(batch_mean(X), X.mean(dim=0), rtol=0, atol=0)
-        torch.testing.assert_close(batch_variance(X, correction=0), X.var(dim=0, correction=0))
+        mean, variance = batch_mean_and_variance(X, correction=0)
+        torch.testing.assert_close(mean, X.mean(dim=0), rtol=0, atol=0)
+        torch.testing.assert_close(variance, X.var(dim=0, correction=0), rtol=0, atol=0)
         torch.testing.assert_close(batch_covariance(X), torch.cov(X.T), rtol=1e-5, atol=1e-5)
 
 

@@ -183,3 +183,42 @@ def test_warm_start_keeps_a_grown_truncation():
     grown = model.n_components_
     model.set_params(warm_start=True, n_iter=1).fit(X)
     assert model.n_components_ == grown == model.mixture_.n_components
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=estimator_id)
+def test_inference_reads_any_layout_and_integer_input_exactly(estimator):
+    model, X = _fitted(estimator)
+    X = np.round(X * 10)  # integral values, so that integer arrays hold them exactly
+    methods = [model.predict, model.transform]
+    if hasattr(model, "score_samples"):
+        methods.append(model.score_samples)
+    expected = [method(X) for method in methods]
+    read_only = X.copy()
+    read_only.flags.writeable = False
+    variants = {
+        "read-only": (read_only, slice(None)),
+        "reversed rows": (X[::-1], slice(None, None, -1)),
+        "Fortran order": (np.asfortranarray(X), slice(None)),
+        "int64": (X.astype(np.int64), slice(None)),
+        "int16": (X.astype(np.int16), slice(None)),
+    }
+    for name, (variant, order) in variants.items():
+        for method, result in zip(methods, expected, strict=True):
+            np.testing.assert_array_equal(method(variant), result[order], err_msg=name)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("estimator", MLP_ESTIMATORS, ids=estimator_id)
+@pytest.mark.parametrize(
+    "value, match",
+    [(np.nan, "Input X contains NaN"), (np.inf, "Input X contains infinity"), (1e300, "float32")],
+)
+def test_non_finite_input_at_inference_gives_scikit_learns_errors(estimator, value, match):
+    model, X = _fitted(estimator)
+    X = X.copy()
+    X[-1, 0] = value
+    for name in ("predict", "predict_proba", "transform", "score_samples"):
+        if hasattr(model, name):
+            with pytest.raises(ValueError, match=match):
+                getattr(model, name)(X)

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from ..distributed import batch_mean, batch_variance
+from ..distributed import batch_mean_and_variance
 
 
 class StandardizedGaussianEncoder(nn.Module):
@@ -44,8 +44,8 @@ class StandardizedGaussianEncoder(nn.Module):
         mean, log_var = self.encoder(x)
         if self.training and mean.shape[0] > 1:
             # Under data-parallel training, the statistics of every rank's batch.
-            center = batch_mean(mean)
-            var = batch_variance(mean, correction=0).mean()
+            center, var = batch_mean_and_variance(mean, correction=0)
+            var = var.mean()
             with torch.no_grad():
                 self.running_mean.lerp_(center.detach(), self.momentum)
                 self.running_var.lerp_(var.detach(), self.momentum)
