@@ -16,7 +16,8 @@ Usage::
 
     python -m benchmarks.distributed_fit                       # both estimators, seeds 0 1 2
     python -m benchmarks.distributed_fit --methods DeepDPGMM --seeds 0
-    python -m benchmarks.distributed_fit --quick               # a smoke test, seconds
+    python -m benchmarks.distributed_fit --methods DeepDPGMM --seeds 3 4 5 --append
+    python -m benchmarks.distributed_fit --quick               # a smoke test, a minute
 """
 
 import argparse
@@ -102,6 +103,7 @@ def _run(method, seed, world_size, quick):
 def _write(rows, stem):
     import pandas as pd
 
+    rows = sorted(rows, key=lambda r: (r["method"], r["seed"], r["processes"]))
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "mb_by_operation"} for r in rows])
     RESULTS.mkdir(exist_ok=True)
     frame.to_csv(RESULTS / f"{stem}.csv", index=False)
@@ -116,12 +118,22 @@ def _write(rows, stem):
             f"| {r['acc']:.3f} | {r['n_clusters']} | {r['seconds']:.0f} "
             f"| {r['mb_sent_per_epoch']:.1f} |"
         )
-    lines += ["", "| estimator | mean ACC, 1 process | mean ACC, p processes | difference |"]
-    lines.append("|---|---|---|---|")
-    summary = frame.groupby(["method", "processes"])["acc"].mean().unstack()
-    for method, row in summary.iterrows():
-        one, many = row.iloc[0], row.iloc[-1]
-        lines.append(f"| {method} | {one:.3f} | {many:.3f} | {many - one:+.3f} |")
+    lines += [
+        "",
+        "| estimator | seeds | mean ACC, 1 process | mean ACC, p processes | difference "
+        "| mean fit, 1 process (s) | mean fit, p processes (s) | time ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    means = frame.groupby(["method", "processes"])[["acc", "seconds"]].mean().unstack()
+    seeds = frame.groupby("method")["seed"].nunique()
+    for method, row in means.iterrows():
+        acc, seconds = row["acc"], row["seconds"]
+        one, many = acc.iloc[0], acc.iloc[-1]
+        lines.append(
+            f"| {method} | {seeds[method]} | {one:.3f} | {many:.3f} | {many - one:+.3f} "
+            f"| {seconds.iloc[0]:.0f} | {seconds.iloc[-1]:.0f} "
+            f"| {seconds.iloc[-1] / seconds.iloc[0]:.2f} |"
+        )
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
 
@@ -132,6 +144,9 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--world-size", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a few epochs: a smoke test")
+    parser.add_argument(
+        "--append", action="store_true", help="keep the rows of the last run's CSV (other fits)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -140,10 +155,20 @@ def main(argv=None):
     if args.worker:
         _worker(args)
         return
+    stem = "distributed-fit-quick" if args.quick else "distributed-fit"
     rows = []
+    if args.append and (RESULTS / f"{stem}.csv").exists():
+        import pandas as pd
+
+        rows = pd.read_csv(RESULTS / f"{stem}.csv").to_dict("records")
     for method in args.methods:
         for seed in args.seeds:
             for world_size in (1, args.world_size):
+                rows = [
+                    r
+                    for r in rows
+                    if (r["method"], r["seed"], r["processes"]) != (method, seed, world_size)
+                ]
                 rows.append(_run(method, seed, world_size, args.quick))
                 r = rows[-1]
                 print(
@@ -152,7 +177,9 @@ def main(argv=None):
                     f"{r['mb_sent_per_epoch']:.1f} MB/epoch",
                     flush=True,
                 )
-    print(_write(rows, "distributed-fit-quick" if args.quick else "distributed-fit"))
+                # Written after every fit, so that an interrupted run keeps its rows.
+                table = _write(rows, stem)
+    print(table)
 
 
 if __name__ == "__main__":

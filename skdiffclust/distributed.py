@@ -25,6 +25,7 @@ Every collective must be called by every rank of the group, in the same
 order, or the job hangs. Only the default (world) process group is used.
 """
 
+import inspect
 import os
 import pickle
 from collections import defaultdict
@@ -762,6 +763,14 @@ def _counting_allreduce_hook(process_group, bucket):
     return default_hooks.allreduce_hook(process_group, bucket)
 
 
+#: Whether this torch's DistributedDataParallel names ``broadcast_buffers``
+#: ``forward_sync_buffers`` (and warns on the old name).
+_DDP_HAS_FORWARD_SYNC_BUFFERS = (
+    "forward_sync_buffers"
+    in inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
+)
+
+
 def wrap_ddp(module, ctx, *, count_bytes=False, **ddp_kwargs):
     """``module`` in :class:`~torch.nn.parallel.DistributedDataParallel`.
 
@@ -800,6 +809,9 @@ def wrap_ddp(module, ctx, *, count_bytes=False, **ddp_kwargs):
         ddp_kwargs.setdefault("output_device", ctx.device.index)
     else:
         ddp_kwargs.setdefault("device_ids", None)
+    if "broadcast_buffers" in ddp_kwargs and _DDP_HAS_FORWARD_SYNC_BUFFERS:
+        # Its newer name; both keep the buffers of rank 0 at construction.
+        ddp_kwargs["forward_sync_buffers"] = ddp_kwargs.pop("broadcast_buffers")
     wrapped = torch.nn.parallel.DistributedDataParallel(module, **ddp_kwargs)
     if count_bytes:
         wrapped.register_comm_hook(None, _counting_allreduce_hook)

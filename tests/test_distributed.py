@@ -214,6 +214,7 @@ def _scenario_fit(ctx, method, e_step_max_samples):
         model.fit(X)
     return {
         "model": pickle.dumps(model),
+        "transform": model.transform(X),
         "labels": model.labels_,
         "predict": model.predict(X),
         "weights": model.mixture_.weights_,
@@ -221,6 +222,65 @@ def _scenario_fit(ctx, method, e_step_max_samples):
         "ddp_bytes": log.sent.get("ddp_allreduce", 0.0),
         "X": X,
     }
+
+
+def _scenario_divergence(ctx):
+    """A fit whose loss becomes NaN on rank 1 only, in its third step."""
+    from _estimators import small
+    from sklearn.datasets import make_blobs
+
+    from skdiffclust import DeepDPGMMClusterer
+    from skdiffclust._base import TrainingDivergedError
+
+    calls = []  # outside the estimator, whose state the failed fit puts back
+
+    class DivergesOnRankOne(DeepDPGMMClusterer):
+        def _pretrain_loss(self, x):
+            calls.append(x.shape[0])
+            loss = super()._pretrain_loss(x)
+            return loss * float("nan") if ctx.rank == 1 and len(calls) == 3 else loss
+
+    X, _ = make_blobs(n_samples=120, centers=3, n_features=4, random_state=0)
+    model = small(DivergesOnRankOne, batch_size=16)
+    try:
+        model.fit(X)
+    except TrainingDivergedError as exc:
+        return {"error": str(exc), "steps": len(calls), "fitted": hasattr(model, "mixture_")}
+    return {"error": None}
+
+
+def _scenario_too_few_rows(ctx):
+    from _estimators import small
+
+    X = np.arange(6.0).reshape(3, 2) ** 2
+    try:
+        small("DeepDPGMMClusterer").fit(X)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _pretrained_on_fixed_batches(ctx):
+    """DeepDPGMM pretrained (a loss without noise) on fixed steps of 16 rows,
+    each rank taking its share of every step; its weights and codes."""
+    from _estimators import small
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(n_samples=64, centers=3, n_features=4, random_state=0)
+    world_size = 1 if ctx is None else ctx.world_size
+    steps = torch.randperm(64, generator=torch.Generator().manual_seed(5)).split(16)
+    model = small("DeepDPGMMClusterer", pretrain_epochs=3, n_iter=0, batch_size=16 // world_size)
+    if ctx is not None:
+        model._minibatches = lambda n, device: [s.tensor_split(world_size)[ctx.rank] for s in steps]
+    else:
+        model._minibatches = lambda n, device: list(steps)
+    model.fit(X)
+    weights = {k: v.clone() for k, v in model.encoder_.state_dict().items()}
+    return {"weights": weights, "transform": model.transform(X)}
+
+
+def _scenario_pretrained_on_fixed_batches(ctx):
+    return _pretrained_on_fixed_batches(ctx)
 
 
 def _worker(rank, world_size, port, tasks, results):
@@ -563,6 +623,8 @@ def test_data_parallel_fit_gives_every_rank_the_same_model(world, method, e_step
     np.testing.assert_array_equal(first["weights"], second["weights"])
     np.testing.assert_array_equal(first["history"], second["history"])
     np.testing.assert_array_equal(first["labels"], first["predict"])
+    # The same networks and buffers: the codes agree to the last bit.
+    np.testing.assert_array_equal(first["transform"], second["transform"])
     # The gradients were all-reduced, and the model pickles like a one-process
     # fit: it loads here, outside any process group, and predicts the same.
     assert first["ddp_bytes"] > 0
@@ -570,3 +632,61 @@ def test_data_parallel_fit_gives_every_rank_the_same_model(world, method, e_step
     np.testing.assert_array_equal(model.predict(first["X"]), first["labels"])
     _, y = make_blobs(n_samples=121, centers=3, n_features=4, cluster_std=0.5, random_state=0)
     assert adjusted_rand_score(y, first["labels"]) > 0.9
+
+
+def test_a_divergence_on_one_rank_stops_every_rank_at_the_same_step(world):
+    first, second = world.run("divergence")
+    for result in (first, second):
+        assert result["error"] is not None, "the fit did not stop"
+        assert "Training diverged" in result["error"] and "pretraining epoch" in result["error"]
+        assert not result["fitted"]  # left as before the fit
+    assert first["steps"] == second["steps"] == 3
+
+
+def test_a_data_parallel_fit_needs_two_rows_per_rank(world):
+    for message in world.run("too_few_rows"):
+        assert message is not None and "at least 2 samples per process (4)" in message
+
+
+def test_every_rank_takes_its_share_of_the_same_steps():
+    from skdiffclust import DeepDPGMMClusterer
+    from skdiffclust.distributed import DistributedContext, batch_order_seed
+
+    def shares(rank, world_size, n_samples, batch_size):
+        model = DeepDPGMMClusterer(batch_size=batch_size)
+        model._dist = DistributedContext(rank, world_size, "gloo", rank, torch.device("cpu"))
+        model._batch_order = torch.Generator().manual_seed(batch_order_seed(7))
+        return model._minibatches(n_samples, torch.device("cpu"))
+
+    for n_samples, world_size, batch_size in [(100, 2, 16), (101, 3, 8), (37, 2, 16), (9, 4, 64)]:
+        by_rank = [shares(rank, world_size, n_samples, batch_size) for rank in range(world_size)]
+        n_steps = {len(batches) for batches in by_rank}
+        assert len(n_steps) == 1  # every rank runs the same number of steps
+        for step in zip(*by_rank, strict=True):
+            sizes = [len(share) for share in step]
+            assert min(sizes) >= 2 and max(sizes) - min(sizes) <= 1
+            assert sum(sizes) <= world_size * batch_size
+        seen = torch.cat([share for step in zip(*by_rank, strict=True) for share in step])
+        # Every row at most once per epoch; only a last step too small for
+        # two rows per rank is left out.
+        assert len(torch.unique(seen)) == len(seen)
+        assert n_samples - len(seen) < 2 * world_size
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_data_parallel_steps_train_the_networks_of_one_process(world):
+    # The same steps of 16 rows, in one process and shared by two ranks: the
+    # same losses (batch statistics included) and gradients, hence the same
+    # weights after 12 Adam steps, to float32 rounding. The standardisation
+    # removes any shift of the raw means, so the gradient of the mean head's
+    # bias is zero up to rounding, which Adam's normalised steps turn into a
+    # random walk (followed by the running mean): the codes do not see it.
+    one = _pretrained_on_fixed_batches(None)
+    for result in world.run("pretrained_on_fixed_batches"):
+        for name, expected in one["weights"].items():
+            if name in ("encoder.mean.bias", "running_mean"):
+                continue
+            torch.testing.assert_close(
+                result["weights"][name], expected, rtol=1e-4, atol=1e-5, msg=name
+            )
+        np.testing.assert_allclose(result["transform"], one["transform"], rtol=1e-4, atol=1e-4)
