@@ -122,6 +122,27 @@ def _gradients_finite(optimizer):
     return not sums or bool(torch.isfinite(torch.stack(sums).sum()))
 
 
+def _scale_into(out, X, offset, scale):
+    """``out[:] = X * scale - offset * scale``, computed in float64.
+
+    Blocks of about 1 MB through one float64 buffer: full-size float64
+    temporaries cost more than the encoder's work at inference. torch rather
+    than numpy, so that the cores share the work.
+    """
+    shifted = torch.from_numpy(offset * scale)
+    scale = torch.from_numpy(scale)
+    block = max(1, _SCALE_BLOCK_VALUES // max(1, X.shape[1]))
+    buffer = torch.empty((min(block, X.shape[0]), X.shape[1]), dtype=torch.float64)
+    for start in range(0, X.shape[0], block):
+        rows = slice(start, start + block)
+        scaled = buffer[: len(X[rows])]
+        # X * s - o * s rather than (X - o) * s: the difference of two huge
+        # values can overflow.
+        torch.mul(X[rows], scale, out=scaled)
+        scaled.sub_(shifted)
+        out[rows] = scaled
+
+
 def _read_only_tensor(X):
     """A tensor sharing the memory of array ``X``, which is only read."""
     if any(stride < 0 for stride in X.strides):
@@ -438,22 +459,13 @@ class BaseDeepClusterer(
         values, or if scaling overflows float32."""
         X_tensor = _read_only_tensor(X)
         Xs = torch.empty(X.shape, dtype=torch.float32)
-        scale = torch.from_numpy(self._input_scale)
-        shifted = torch.from_numpy(self._input_offset * self._input_scale)
-        # Blocks of about 1 MB through one float64 buffer: full-size float64
-        # temporaries cost more than the encoder's work at inference. torch
-        # rather than numpy, so that the cores share the work.
-        block = max(1, _SCALE_BLOCK_VALUES // max(1, X.shape[1]))
-        buffer = torch.empty((min(block, X.shape[0]), X.shape[1]), dtype=torch.float64)
         with limited_torch_threads():
-            for start in range(0, X.shape[0], block):
-                rows = slice(start, start + block)
-                out = buffer[: len(X_tensor[rows])]
-                # X * s - o * s rather than (X - o) * s: the difference of two
-                # huge values can overflow.
-                torch.mul(X_tensor[rows], scale, out=out)
-                out.sub_(shifted)
-                Xs[rows] = out
+            if not np.any(self._input_offset) and np.all(self._input_scale == 1):
+                # Data already in the range scaling maps to (images in [0, 1],
+                # scaling=None): only the conversion to float32 is left.
+                Xs.copy_(X_tensor)
+            else:
+                _scale_into(Xs, X_tensor, self._input_offset, self._input_scale)
         Xs = Xs.numpy()
         if not np.all(np.isfinite(Xs)):
             # NaN or infinity in X itself: scikit-learn's own message.
