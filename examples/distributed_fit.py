@@ -9,10 +9,10 @@ one process per rank::
     torchrun --nproc-per-node 2 examples/distributed_fit.py
 
 Every rank loads the same data and calls ``fit``; because the process group
-is initialised, the estimator trains data-parallel: each rank trains on its
-shard of the rows with its networks wrapped in ``DistributedDataParallel``,
-the E-step gathers the latent codes of all ranks, rank 0 fits the mixture and
-sends it to the others. Every rank ends with the same fitted model; only rank
+is initialised, the estimator trains data-parallel: each rank takes its share
+of every step's rows, with the networks wrapped in ``DistributedDataParallel``
+and batch statistics computed over all ranks; the E-step gathers the latent
+codes of all ranks, rank 0 fits the mixture and sends it to the others. Every rank ends with the same fitted model; only rank
 0 reports and saves it. Use ``gloo`` on CPUs and ``nccl`` on GPUs (one GPU per
 rank, ``device="cuda"``).
 

@@ -146,3 +146,28 @@ def test_class_started_mixture(covariance_type):
     y_random = np.random.RandomState(0).randint(3, size=len(y))
     acc, gap = class_started_mixture(Z, y_random, covariance_type, seed=0)
     assert acc < 0.5 and gap <= 1e-6
+
+
+def test_distributed_fit_table_pairs_the_process_counts(tmp_path, monkeypatch):
+    from benchmarks import distributed_fit
+
+    monkeypatch.setattr(distributed_fit, "RESULTS", tmp_path)
+    rows = [
+        {
+            "method": method,
+            "seed": seed,
+            "processes": processes,
+            "batch_per_rank": 128 // processes,
+            "acc": acc,
+            "n_clusters": 10,
+            "seconds": 10.0 * processes,
+            "mb_sent_per_epoch": 0.0 if processes == 1 else 20.0,
+        }
+        for method, accs in {"DeepDPGMM": [0.8, 0.9, 0.7, 0.8]}.items()
+        for (seed, processes), acc in zip([(0, 1), (0, 2), (1, 1), (1, 2)], accs, strict=True)
+    ]
+    table = distributed_fit._write(rows, "test")
+    # Means over the seeds: 0.75 with one process, 0.85 with two, twice the time.
+    assert "| DeepDPGMM | 2 | 0.750 | 0.850 | +0.100 | 10 | 20 | 2.00 |" in table
+    assert (tmp_path / "test.md").read_text().strip() == table
+    assert len((tmp_path / "test.csv").read_text().splitlines()) == 5
