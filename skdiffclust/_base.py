@@ -830,11 +830,13 @@ class BaseDeepClusterer(
                 f"{self._divergence_advice(stage)} The estimator was left as before this fit."
             )
         ctx = getattr(self, "_dist", None)
+        # Every rank draws the subsample (of the same gathered codes), so that
+        # the ranks' random_state streams stay in step.
+        Z_fit = Z
+        if self.e_step_max_samples is not None and len(Z) > self.e_step_max_samples:
+            Z_fit = Z[random_state.choice(len(Z), self.e_step_max_samples, replace=False)]
         if ctx is None or ctx.is_main:
             # Under torch.distributed the mixture is fitted once, on rank 0.
-            Z_fit = Z
-            if self.e_step_max_samples is not None and len(Z) > self.e_step_max_samples:
-                Z_fit = Z[random_state.choice(len(Z), self.e_step_max_samples, replace=False)]
             mixture = self._fit_e_step_mixture(mixture, Z_fit, max_iter)
         if ctx is not None:
             fitted = {name: getattr(self, name) for name in self._e_step_attributes}
