@@ -12,9 +12,9 @@ Every rank loads the same data and calls ``fit``; because the process group
 is initialised, the estimator trains data-parallel: each rank takes its share
 of every step's rows, with the networks wrapped in ``DistributedDataParallel``
 and batch statistics computed over all ranks; the E-step gathers the latent
-codes of all ranks, rank 0 fits the mixture and sends it to the others. Every rank ends with the same fitted model; only rank
-0 reports and saves it. Use ``gloo`` on CPUs and ``nccl`` on GPUs (one GPU per
-rank, ``device="cuda"``).
+codes of all ranks, rank 0 fits the mixture and sends it to the others. Every
+rank ends with the same fitted model; only rank 0 reports and saves it. Use
+``gloo`` on CPUs and ``nccl`` on GPUs (one GPU per rank, ``device="cuda"``).
 
 The batch size is per rank: with 2 ranks, ``batch_size=64`` averages the
 gradients of 128 rows per step, as one process with ``batch_size=128`` does.
