@@ -28,3 +28,15 @@ def test_quick_run_writes_the_table(tmp_path, capsys):
     assert "authors' ClusterDDPM, same wall time" in table
     assert "digits, (1, 8, 8), on" in table and "digits, (1, 8, 8), off" in table
     assert table in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_run_can_be_restricted_to_one_setting_and_method(tmp_path):
+    paths = main(
+        ["--quick", "--datasets", "digits", "--seeds", "0", "--out", str(tmp_path)]
+        + ["--augmentation", "off", "--methods", "DeepDPGMM"]
+    )
+    with open(paths["csv"], newline="") as file:
+        rows = list(csv.DictReader(file))
+    # No authors' row: its wall time is that of the augmented ClusterDDPM.
+    assert {(row["method"], row["augmentation"]) for row in rows} == {("DeepDPGMM", "off")}
