@@ -631,7 +631,7 @@ class BaseDeepClusterer(
             order = torch.randperm(n_samples, generator=self._batch_order).to(device)
         batches = order.split(int(self.batch_size) * world_size)
         if len(batches) > 1 and len(batches[-1]) < 2 * world_size:
-            batches = batches[:-1]  # a batch of one breaks batch normalisation
+            batches = batches[:-1]  # a rank's batch of one breaks batch normalisation
         if world_size > 1:
             batches = [batch.tensor_split(world_size)[ctx.rank] for batch in batches]
         return batches

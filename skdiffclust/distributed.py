@@ -546,6 +546,14 @@ def broadcast_object(obj, ctx, src=0):
     return box[0]
 
 
+def _all_reduce_in_place(tensor, world_size, op_name):
+    """Sum ``tensor`` over the ranks, in place, recorded as ``op_name``."""
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    n_bytes = allreduce_bytes(tensor.numel() * tensor.element_size(), world_size)
+    _record(op_name, n_bytes, n_bytes)
+    return tensor
+
+
 def all_reduce_sum(value, ctx):
     """Element-wise sum over the ranks of a number or an array, on every rank.
 
@@ -568,10 +576,7 @@ def all_reduce_sum(value, ctx):
     array = np.asarray(value, dtype=np.float64)
     if ctx is not None and ctx.world_size > 1:
         tensor = torch.from_numpy(array.copy()).to(ctx.device)
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        n_bytes = allreduce_bytes(array.nbytes, ctx.world_size)
-        _record("all_reduce", n_bytes, n_bytes)
-        array = tensor.cpu().numpy()
+        array = _all_reduce_in_place(tensor, ctx.world_size, "all_reduce").cpu().numpy()
     return float(array) if array.ndim == 0 else array
 
 
@@ -632,8 +637,8 @@ _BATCH_GROUP = ContextVar("skdiffclust_batch_group", default=None)
 
 @contextmanager
 def synchronized_batches(ctx):
-    """Inside the block, :func:`batch_mean_and_variance` and :func:`batch_covariance`
-    reduce over the current batch of every rank, as
+    """Inside the block, :func:`batch_mean_and_variance` and
+    :func:`batch_covariance` reduce over the current batch of every rank, as
     if the batches formed one.
 
     A data-parallel step averages the gradients of ``p`` batches, which is
@@ -669,18 +674,12 @@ class _AllReduceSum(torch.autograd.Function):
     @staticmethod
     def forward(function_ctx, tensor, world_size):
         function_ctx.world_size = world_size
-        return _all_reduce_in_place(tensor.detach().clone(), world_size)
+        return _all_reduce_in_place(tensor.detach().clone(), world_size, "batch_all_reduce")
 
     @staticmethod
     def backward(function_ctx, grad):
-        return _all_reduce_in_place(grad.contiguous().clone(), function_ctx.world_size), None
-
-
-def _all_reduce_in_place(tensor, world_size):
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    n_bytes = allreduce_bytes(tensor.numel() * tensor.element_size(), world_size)
-    _record("batch_all_reduce", n_bytes, n_bytes)
-    return tensor
+        grad = grad.contiguous().clone()
+        return _all_reduce_in_place(grad, function_ctx.world_size, "batch_all_reduce"), None
 
 
 def _sums(x, ctx, *, second_moment):

@@ -260,7 +260,7 @@ def _scenario_too_few_rows(ctx):
     return None
 
 
-def _pretrained_on_fixed_batches(ctx):
+def _scenario_pretrained_on_fixed_batches(ctx):
     """DeepDPGMM pretrained (a loss without noise) on fixed steps of 16 rows,
     each rank taking its share of every step; its weights and codes."""
     from _estimators import small
@@ -277,10 +277,6 @@ def _pretrained_on_fixed_batches(ctx):
     model.fit(X)
     weights = {k: v.clone() for k, v in model.encoder_.state_dict().items()}
     return {"weights": weights, "transform": model.transform(X)}
-
-
-def _scenario_pretrained_on_fixed_batches(ctx):
-    return _pretrained_on_fixed_batches(ctx)
 
 
 def _worker(rank, world_size, port, tasks, results):
@@ -681,7 +677,7 @@ def test_data_parallel_steps_train_the_networks_of_one_process(world):
     # removes any shift of the raw means, so the gradient of the mean head's
     # bias is zero up to rounding, which Adam's normalised steps turn into a
     # random walk (followed by the running mean): the codes do not see it.
-    one = _pretrained_on_fixed_batches(None)
+    one = _scenario_pretrained_on_fixed_batches(None)  # one process
     for result in world.run("pretrained_on_fixed_batches"):
         for name, expected in one["weights"].items():
             if name in ("encoder.mean.bias", "running_mean"):
