@@ -230,23 +230,28 @@ class ProfileSteps(Callback):
 
 
 # ------------------------------------------------------------- estimators
-def fit_timed(params, X, reps):
-    """A ClusterDDPM fitted on ``X`` (one pretraining epoch, ``reps`` EM
-    iterations) with a :class:`StepTimer`; returns it and the timer."""
-    timer = StepTimer()
+def fit_watched(X, callback, n_iter, **params):
+    """A ClusterDDPM fitted on ``X`` (one pretraining epoch, ``n_iter`` EM
+    iterations) under ``callback``."""
     model = ClusterDDPM(
         n_clusters=10,
         pretrain_epochs=1,
-        n_iter=reps,
+        n_iter=n_iter,
         device="cpu",
         random_state=0,
-        callbacks=[timer],
+        callbacks=[callback],
         **params,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X)
-    return model, timer
+        return model.fit(X)
+
+
+def fit_timed(params, X, reps):
+    """A ClusterDDPM fitted on ``X`` (one pretraining epoch, ``reps`` EM
+    iterations) with a :class:`StepTimer`; returns it and the timer."""
+    timer = StepTimer()
+    return fit_watched(X, timer, reps, **params), timer
 
 
 def inference_throughput(model, X, reps):
@@ -423,17 +428,7 @@ def profile_mlp(X, X_predict, predict_model):
     from torch.profiler import ProfilerActivity, profile
 
     profiler = ProfileSteps()
-    model = ClusterDDPM(
-        n_clusters=10,
-        pretrain_epochs=1,
-        n_iter=1,
-        device="cpu",
-        random_state=0,
-        callbacks=[profiler],
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X)
+    fit_watched(X, profiler, n_iter=1)
     print(f"\n## Profile: MLP EM steps, {profiler.n_steps} of batch 128 (self CPU time)\n")
     print(profiler.profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     predict_model.predict(X_predict)

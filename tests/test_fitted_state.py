@@ -129,17 +129,15 @@ def test_values_too_small_to_rescale_say_so(estimator):
         clone(estimator).fit(X * 5e-324)
 
 
+def _tiny_deep_dpgmm(**params):
+    """DeepDPGMMClusterer with a 2-D latent behind one hidden layer of 16."""
+    return DeepDPGMMClusterer(hidden_dims=(16,), latent_dim=2, random_state=0, **params)
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_deep_dpgmm_caps_its_truncation_at_the_number_of_rows():
     X, _ = blobs(n_samples=12)
-    model = DeepDPGMMClusterer(
-        n_components=30,
-        hidden_dims=(16,),
-        latent_dim=2,
-        pretrain_epochs=2,
-        n_iter=1,
-        random_state=0,
-    ).fit(X)
+    model = _tiny_deep_dpgmm(n_components=30, pretrain_epochs=2, n_iter=1).fit(X)
     assert model.n_components_ == 12
     assert model.mixture_.n_components == 12
     assert model.get_params()["n_components"] == 30
@@ -147,24 +145,17 @@ def test_deep_dpgmm_caps_its_truncation_at_the_number_of_rows():
 
 def test_deep_dpgmm_warns_when_it_keeps_one_cluster_or_hits_the_truncation():
     X, _ = blobs(n_samples=60)
-    small = dict(hidden_dims=(16,), latent_dim=2, pretrain_epochs=5, n_iter=0, random_state=0)
+    short = dict(pretrain_epochs=5, n_iter=0)
     with pytest.warns(ConvergenceWarning, match="kept a single cluster.*lower cluster_scale"):
-        DeepDPGMMClusterer(n_components=5, cluster_scale=1e3, **small).fit(X)
+        _tiny_deep_dpgmm(n_components=5, cluster_scale=1e3, **short).fit(X)
     # 12 rows: too few to double the truncation (5 rows per component).
     with pytest.warns(ConvergenceWarning, match="used all n_components=2.*raise n_components"):
-        DeepDPGMMClusterer(n_components=2, **small).fit(X[:12])
+        _tiny_deep_dpgmm(n_components=2, **short).fit(X[:12])
 
 
 def test_deep_dpgmm_doubles_a_truncation_that_the_first_e_step_fills():
     X, y = blobs(n_samples=60)
-    model = DeepDPGMMClusterer(
-        n_components=1,
-        hidden_dims=(16,),
-        latent_dim=2,
-        pretrain_epochs=20,
-        n_iter=0,
-        random_state=0,
-    ).fit(X)
+    model = _tiny_deep_dpgmm(n_components=1, pretrain_epochs=20, n_iter=0).fit(X)
     assert model.n_components_ in (4, 8)
     assert model.n_clusters_ < model.n_components_
 
@@ -172,14 +163,7 @@ def test_deep_dpgmm_doubles_a_truncation_that_the_first_e_step_fills():
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_warm_start_keeps_a_grown_truncation():
     X, _ = blobs(n_samples=60)
-    model = DeepDPGMMClusterer(
-        n_components=1,
-        hidden_dims=(16,),
-        latent_dim=2,
-        pretrain_epochs=20,
-        n_iter=0,
-        random_state=0,
-    ).fit(X)
+    model = _tiny_deep_dpgmm(n_components=1, pretrain_epochs=20, n_iter=0).fit(X)
     grown = model.n_components_
     model.set_params(warm_start=True, n_iter=1).fit(X)
     assert model.n_components_ == grown == model.mixture_.n_components
