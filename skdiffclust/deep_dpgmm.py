@@ -461,7 +461,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         return mixture
 
     def _check_result(self):
-        history = list(self.n_clusters_history_)
+        history = [int(k) for k in self.n_clusters_history_]
         if self.n_clusters_ == 1 and self.n_components_ > 1:
             warnings.warn(
                 "DeepDPGMMClusterer kept a single cluster (clusters after each E-step: "
