@@ -384,6 +384,10 @@ class BaseDeepClusterer(
             )
         return X
 
+    def _latent_dim(self, n_features):
+        """The size of the latent code for ``n_features`` inputs."""
+        return int(self.latent_dim)
+
     def _network_spec(self, n_features):
         """The :class:`NetworkSpec` of the current parameters for ``n_features`` inputs."""
         image_shape = None
@@ -391,7 +395,7 @@ class BaseDeepClusterer(
             image_shape = resolve_image_shape(self.image_shape, n_features)
         return NetworkSpec(
             n_features=n_features,
-            latent_dim=int(self.latent_dim),
+            latent_dim=self._latent_dim(n_features),
             hidden_dims=check_int_tuple(self.hidden_dims, "hidden_dims"),
             image_shape=image_shape,
             conv_width=int(self._conv_width()),

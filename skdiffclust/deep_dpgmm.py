@@ -21,6 +21,9 @@ from .losses import (
 )
 from .nn import StandardizedGaussianEncoder
 
+#: ``latent_dim=None`` gives codes of this size, or of the input's if smaller.
+DEFAULT_LATENT_DIM = 10
+
 #: The first E-step doubles the truncation while every component holds codes,
 #: as long as each component would still have this many rows on average.
 MIN_ROWS_PER_COMPONENT = 5
@@ -72,8 +75,12 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         ``n_components_``. Raise it for data with many clusters, to save the
         refits; a warning says when the final truncation is full.
 
-    latent_dim : int, default=10
-        Size of the latent code ``z``.
+    latent_dim : int or None, default=None
+        Size of the latent code ``z``. None means 10, or the number of input
+        features if that is smaller: a code with more dimensions than the
+        input has no reason to compress, and the spread penalty then fills
+        the extra dimensions with variance the data do not have. The value
+        used is ``network_spec_.latent_dim``.
 
     hidden_dims : tuple of int, default=(512, 256)
         Widths of the MLP encoder's hidden layers (the decoder mirrors them).
@@ -334,6 +341,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     _parameter_constraints = {
         **BaseDeepClusterer._parameter_constraints,
         "n_components": [integers(1)],
+        "latent_dim": [integers(1), None],
         "divergence": [StrOptions({"ajs", "kl"})],
         "alpha": [reals(0, 1)],
         "assignment": [StrOptions({"hard", "soft"})],
@@ -356,7 +364,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         self,
         n_components=30,
         *,
-        latent_dim=10,
+        latent_dim=None,
         hidden_dims=(512, 256),
         image_shape=None,
         conv_width=32,
@@ -422,6 +430,11 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             self.cluster_scale_ = auto_cluster_scale(n_fitted)
         else:
             self.cluster_scale_ = float(self.cluster_scale)
+
+    def _latent_dim(self, n_features):
+        if self.latent_dim is None:
+            return min(DEFAULT_LATENT_DIM, n_features)
+        return int(self.latent_dim)
 
     def _network_spec(self, n_features):
         spec = super()._network_spec(n_features)
@@ -490,11 +503,16 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         scale = getattr(self, "cluster_scale_", None)
         if scale is None:  # before fit, only the structure of the parameters matters
             scale = AUTO_SCALE if self.cluster_scale == "auto" else self.cluster_scale
-        prior_variance = self.latent_dim * scale**2
+        spec = getattr(self, "network_spec_", None)
+        if spec is not None:
+            latent_dim = spec.latent_dim
+        else:  # before fit, only the structure of the parameters matters
+            latent_dim = DEFAULT_LATENT_DIM if self.latent_dim is None else int(self.latent_dim)
+        prior_variance = latent_dim * scale**2
         if self.covariance_type == "diag":
-            covariance_prior = np.full(self.latent_dim, prior_variance)
+            covariance_prior = np.full(latent_dim, prior_variance)
         else:
-            covariance_prior = prior_variance * np.eye(self.latent_dim)
+            covariance_prior = prior_variance * np.eye(latent_dim)
         return {
             "n_components": n_components,
             "covariance_type": self.covariance_type,
@@ -502,7 +520,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             "weight_concentration_prior": concentration,
             "init_params": self.init_params,
             "covariance_prior": covariance_prior,
-            "degrees_of_freedom_prior": float(self.latent_dim),
+            "degrees_of_freedom_prior": float(latent_dim),
         }
 
     def _e_step_latents(self, Xs):

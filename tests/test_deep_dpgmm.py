@@ -61,6 +61,24 @@ def test_covariance_prior_follows_cluster_scale():
         np.testing.assert_array_equal(params["covariance_prior"], expected)
 
 
+@pytest.mark.parametrize("n_features, expected", [(2, 2), (7, 7), (30, 10)])
+def test_default_latent_dim_never_exceeds_the_input(n_features, expected):
+    X, _ = make_blobs(n_samples=60, centers=3, n_features=n_features, random_state=0)
+    model = DeepDPGMMClusterer(
+        n_components=4, hidden_dims=(16,), pretrain_epochs=1, n_iter=0, random_state=0
+    )
+    assert model.latent_dim is None
+    model.fit(X)
+    assert model.network_spec_.latent_dim == expected
+    assert model.transform(X).shape == (60, expected)
+    # The mixture's prior has the size of the codes.
+    assert model.mixture_.covariance_prior.shape == (expected, expected)
+    assert model.mixture_.degrees_of_freedom_prior == expected
+    # An explicit size is kept, even above the input's.
+    model.set_params(latent_dim=12).fit(X)
+    assert model.network_spec_.latent_dim == 12
+
+
 @pytest.mark.parametrize("divergence", ["ajs", "kl"])
 @pytest.mark.parametrize("assignment", ["hard", "soft"])
 def test_divergence_and_assignment_options_run(divergence, assignment):
