@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m benchmarks.dp_scale --threads 1                 # the suite's data sets: ~40 min
+    python -m benchmarks.dp_scale --threads 1                 # the suite's data sets: ~1 hour
     python -m benchmarks.dp_scale --datasets iris wine --tiny  # a smoke test
 
 DeepDPGMMClusterer's count is decided at its first E-step: the codes after
