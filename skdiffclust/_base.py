@@ -272,7 +272,7 @@ class BaseDeepClusterer(
     role of :func:`skdiffclust.nn.build_network`) and implements
     :meth:`_pretrain_loss`, :meth:`_network_loss` and :meth:`_mixture_params`.
     It may override :meth:`_build_networks` (to wrap a network),
-    :meth:`_validate_method_params`, :meth:`_e_step_latents`,
+    :meth:`_validate_method_params`, :meth:`_latent_dim`, :meth:`_e_step_latents`,
     :meth:`_learning_rate_param` and :meth:`_collapse_advice`.
     """
 
