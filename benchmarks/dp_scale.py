@@ -41,6 +41,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import KFold
 
 from skdiffclust._mixture import make_mixture
+from skdiffclust.callbacks import Callback
 from skdiffclust.deep_dpgmm import auto_cluster_scale
 from skdiffclust.metrics import clustering_accuracy
 
@@ -61,8 +62,6 @@ def pretrained_codes(dataset, seed, tiny):
     X, y = load_dataset(dataset, tiny)
     estimator = METHODS["DeepDPGMM"].make(dataset.info(X, y), seed, tiny)
     codes = []
-
-    from skdiffclust.callbacks import Callback
 
     class FirstCodes(Callback):
         def on_e_step_end(self, estimator, *, iteration, latents, mixture, n_clusters):

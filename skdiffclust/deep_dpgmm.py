@@ -504,10 +504,8 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         if scale is None:  # before fit, only the structure of the parameters matters
             scale = AUTO_SCALE if self.cluster_scale == "auto" else self.cluster_scale
         spec = getattr(self, "network_spec_", None)
-        if spec is not None:
-            latent_dim = spec.latent_dim
-        else:  # before fit, only the structure of the parameters matters
-            latent_dim = DEFAULT_LATENT_DIM if self.latent_dim is None else int(self.latent_dim)
+        # Before fit, a code of the default size stands in for the input's.
+        latent_dim = self._latent_dim(DEFAULT_LATENT_DIM) if spec is None else spec.latent_dim
         prior_variance = latent_dim * scale**2
         if self.covariance_type == "diag":
             covariance_prior = np.full(latent_dim, prior_variance)
