@@ -5,13 +5,16 @@ with ``image_shape`` set, with ``augmentation="affine"`` and without it (the
 faithful reference), over several seeds, and the authors' ClusterDDPM
 configuration (their residual encoder, U-Net width 64, T = 400, no
 augmentation) trained for the same wall time as our ClusterDDPM. Public API
-only. Writes ``images.md`` and ``images.csv`` (one row per fit) to ``--out``.
+only. Writes ``images.md``, ``images.csv`` (one row per fit, with the command
+that made it) and the figure ``images.png`` to ``--out``; ``--append`` keeps the
+rows of the CSV already there, except those that the run fits again.
 
 Usage::
 
     OMP_NUM_THREADS=1 python -m benchmarks.images --datasets digits mnist5k --seeds 0 1 2
     python -m benchmarks.images --quick          # a smoke test of a few seconds
     python -m benchmarks.images --datasets mnist5k --augmentation off --methods DeepDPGMM
+    python -m benchmarks.images --datasets mnist5k --seeds 3 --append   # more fits, same table
 
 Each fit runs with ``--threads`` torch threads (default: torch's own choice).
 """
@@ -43,17 +46,29 @@ N_CLASSES = 10
 TARGETS = {"ClusterDDPM ACC": ">= 0.90", "DeepDPGMM ACC": ">= 0.90", "DeepDPGMM K": "8 to 12"}
 TIME_TARGET = "<= 30 min"
 
-#: Settings per data set (beyond ``image_shape`` and ``augmentation``):
-#: ClusterDDPM's MLP denoiser (the U-Net costs several times more per epoch);
-#: the default epochs on digits, fewer on MNIST-5k, to stay within a fit of
-#: about 15 minutes on one idle CPU thread.
-SETTINGS = {
-    "digits": {"ClusterDDPM": {"denoiser": "mlp"}, "DeepDPGMM": {}},
-    "mnist5k": {
-        "ClusterDDPM": {"denoiser": "mlp", "pretrain_epochs": 40, "n_iter": 20},
-        "DeepDPGMM": {"pretrain_epochs": 60, "n_iter": 20},
-    },
-}
+#: Settings per method (beyond ``image_shape`` and ``augmentation``), on every
+#: data set: the default epochs, and ClusterDDPM's MLP denoiser (the U-Net
+#: costs several times more per epoch on a CPU).
+SETTINGS = {"ClusterDDPM": {"denoiser": "mlp"}, "DeepDPGMM": {}}
+
+#: The columns of ``images.csv``, and the numeric ones among them.
+COLUMNS = (
+    "dataset",
+    "image_shape",
+    "augmentation",
+    "method",
+    "seed",
+    "acc",
+    "nmi",
+    "n_clusters",
+    "seconds",
+    "pretrain_epochs",
+    "n_iter",
+    "threads",
+    "command",
+)
+INTEGER_COLUMNS = ("seed", "n_clusters", "pretrain_epochs", "n_iter", "threads")
+FLOAT_COLUMNS = ("acc", "nmi", "seconds")
 
 #: The authors' configuration (Jarvisyan/ClusterDDPM-pytorch): their encoder,
 #: U-Net width 64, T = 400, uniform timesteps, diagonal mixture, Adam 1e-4.
@@ -109,7 +124,7 @@ def build(method, dataset, shape, augmentation, seed, quick, extra=None):
         params.update(AUTHORS)
     else:
         params["augmentation"] = augmentation
-        params.update(SETTINGS[dataset][method])
+        params.update(SETTINGS[method])
     if quick:
         params.update(QUICK["params"])
     params.update(extra or {})
@@ -251,15 +266,80 @@ def markdown(records, header=()):
     return "\n".join(lines) + "\n"
 
 
+def read_records(path):
+    """The records of an ``images.csv``, with numbers as numbers."""
+    with open(path, newline="") as file:
+        records = list(csv.DictReader(file))
+    for record in records:
+        for column in INTEGER_COLUMNS:
+            record[column] = int(record[column])
+        for column in FLOAT_COLUMNS:
+            record[column] = float(record[column])
+    return records
+
+
+def _fit_key(record):
+    return tuple(record[k] for k in ("dataset", "augmentation", "method", "seed"))
+
+
+def merge_records(old, new):
+    """``old`` without the fits that ``new`` repeats, then ``new``."""
+    refitted = {_fit_key(r) for r in new}
+    return [r for r in old if _fit_key(r) not in refitted] + list(new)
+
+
+def figure(records, path):
+    """ACC of every fit (dots) and the mean over seeds (bars), one panel per data set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r["dataset"] for r in records}, key=lambda d: d != "mnist5k")
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False, sharey=True
+    )
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        mine = [r for r in records if r["dataset"] == dataset]
+        groups = sorted(
+            {(r["method"], r["augmentation"]) for r in mine},
+            key=lambda g: (g[0] == "authors", g[0], g[1] == "off"),
+        )
+        for x, group in enumerate(groups):
+            augmentation = group[1]
+            acc = [r["acc"] for r in mine if (r["method"], r["augmentation"]) == group]
+            color = "tab:blue" if augmentation != "off" else "tab:gray"
+            ax.bar(x, np.mean(acc), color=color, alpha=0.45, width=0.7)
+            ax.plot([x] * len(acc), acc, "o", color=color, markersize=5)
+        labels = [
+            f"{'authors' if m == 'authors' else m}\n{'aug.' if a != 'off' else 'no aug.'}"
+            for m, a in groups
+        ]
+        ax.set_xticks(range(len(groups)), labels, fontsize=8)
+        if dataset == "mnist5k":
+            ax.axhline(0.9, color="tab:red", linestyle="--", linewidth=1, label="target 0.90")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_title(f"{dataset}, {mine[0]['image_shape']}")
+        ax.set_ylim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("ACC (dots: seeds; bars: mean)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write(records, out, header=()):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "images.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(records[0]))
+        writer = csv.DictWriter(file, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(records)
+    commands = sorted({r["command"] for r in records})
+    header = [*header, "", "Commands:", *(f"- `{c}`" for c in commands)]
     (out / "images.md").write_text(markdown(records, header))
-    return {"md": out / "images.md", "csv": out / "images.csv"}
+    figure(records, out / "images.png")
+    return {"md": out / "images.md", "csv": out / "images.csv", "png": out / "images.png"}
 
 
 def build_parser():
@@ -278,6 +358,11 @@ def build_parser():
     )
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the fits of the images.csv in --out that this run does not repeat",
+    )
     return parser
 
 
@@ -286,6 +371,9 @@ def main(argv=None):
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     command = sys.argv[1:] if argv is None else argv
+    previous = []
+    if args.append and (Path(args.out) / "images.csv").exists():
+        previous = read_records(Path(args.out) / "images.csv")
     records = run(
         args.datasets,
         args.seeds,
@@ -294,12 +382,16 @@ def main(argv=None):
         augmentations=args.augmentation,
         methods=args.methods,
     )
+    for record in records:
+        record["threads"] = torch.get_num_threads()
+        record["command"] = " ".join(["python -m benchmarks.images", *command])
+    records = merge_records(previous, records)
+    threads = ", ".join(str(t) for t in sorted({r["threads"] for r in records}))
     header = [
         "# Image clustering with and without augmentation",
         "",
-        f"Command: `python -m benchmarks.images {' '.join(command)}`",
-        f"torch threads: {torch.get_num_threads()}; augmentation on = {AUGMENTATION!r}; "
-        "ACC is the mean ± std over seeds.",
+        f"Augmentation on = {AUGMENTATION!r}; ACC is the mean ± std over seeds; "
+        f"torch threads per fit: {threads}.",
     ]
     paths = write(records, args.out, header)
     print(paths["md"].read_text())
