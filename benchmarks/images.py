@@ -116,7 +116,7 @@ def load(name, n_samples=None, seed=0):
     return X, y, shape
 
 
-def build(method, dataset, shape, augmentation, seed, quick, extra=None):
+def build(method, shape, augmentation, seed, quick, extra=None):
     """The unfitted estimator of ``method`` (``"ClusterDDPM"``, ``"DeepDPGMM"``
     or ``"authors"``)."""
     params = {"image_shape": shape, "random_state": seed, "device": "cpu"}
@@ -148,10 +148,10 @@ def fit_one(model, X, y):
     }
 
 
-def authors_epochs(X, y, dataset, shape, seed, quick, seconds):
+def authors_epochs(X, y, shape, seed, quick, seconds):
     """The authors' configuration's (pretraining, EM) epochs that fit in
     ``seconds``: one timed pretraining epoch, then half the epochs each."""
-    probe = build("authors", dataset, shape, None, seed, quick, {"pretrain_epochs": 1, "n_iter": 0})
+    probe = build("authors", shape, None, seed, quick, {"pretrain_epochs": 1, "n_iter": 0})
     epoch_seconds = fit_one(probe, X, y)["seconds"]
     n_epochs = max(2, math.floor(seconds / epoch_seconds))
     return {"pretrain_epochs": n_epochs // 2, "n_iter": n_epochs - n_epochs // 2}
@@ -176,7 +176,7 @@ def run(
         for augmentation in settings:
             for method in methods:
                 for seed in seeds:
-                    model = build(method, dataset, shape, augmentation, seed, quick)
+                    model = build(method, shape, augmentation, seed, quick)
                     record = {
                         "dataset": dataset,
                         "image_shape": str(shape),
@@ -195,8 +195,8 @@ def run(
                 if r["dataset"] == dataset and r["method"] == "ClusterDDPM"
                 if r["augmentation"] == AUGMENTATION
             ]
-            epochs = authors_epochs(X, y, dataset, shape, seeds[0], quick, float(np.mean(ours)))
-            model = build("authors", dataset, shape, None, seeds[0], quick, epochs)
+            epochs = authors_epochs(X, y, shape, seeds[0], quick, float(np.mean(ours)))
+            model = build("authors", shape, None, seeds[0], quick, epochs)
             record = {
                 "dataset": dataset,
                 "image_shape": str(shape),
@@ -311,10 +311,7 @@ def figure(records, path):
             color = "tab:blue" if augmentation != "off" else "tab:gray"
             ax.bar(x, np.mean(acc), color=color, alpha=0.45, width=0.7)
             ax.plot([x] * len(acc), acc, "o", color=color, markersize=5)
-        labels = [
-            f"{'authors' if m == 'authors' else m}\n{'aug.' if a != 'off' else 'no aug.'}"
-            for m, a in groups
-        ]
+        labels = [f"{m}\n{'aug.' if a != 'off' else 'no aug.'}" for m, a in groups]
         ax.set_xticks(range(len(groups)), labels, fontsize=8)
         if dataset == "mnist5k":
             ax.axhline(0.9, color="tab:red", linestyle="--", linewidth=1, label="target 0.90")
