@@ -4,10 +4,13 @@ Fits ClusterDDPM (K given) and DeepDPGMMClusterer (K not given) on image data
 with ``image_shape`` set, with ``augmentation="affine"`` and without it (the
 faithful reference), over several seeds, and the authors' ClusterDDPM
 configuration (their residual encoder, U-Net width 64, T = 400, no
-augmentation) trained for the same wall time as our ClusterDDPM. Public API
-only. Writes ``images.md``, ``images.csv`` (one row per fit, with the command
-that made it) and the figure ``images.png`` to ``--out``; ``--append`` keeps the
-rows of the CSV already there, except those that the run fits again.
+augmentation) trained for the same wall time as our ClusterDDPM, and, when
+ClustPy is installed, its DEC, VaDE and N2D in the same run (at their default
+settings, on the flattened images, number of clusters given; skipped with a
+note without ClustPy, see :mod:`benchmarks.peers`). Public API only. Writes
+``images.md``, ``images.csv`` (one row per fit, with the command that made
+it) and the figure ``images.png`` to ``--out``; ``--append`` keeps the rows
+of the CSV already there, except those that the run fits again.
 
 Usage::
 
@@ -15,6 +18,7 @@ Usage::
     python -m benchmarks.images --quick          # a smoke test of a few seconds
     python -m benchmarks.images --datasets mnist5k --augmentation off --methods DeepDPGMM
     python -m benchmarks.images --datasets mnist5k --seeds 3 --append   # more fits, same table
+    python -m benchmarks.images --datasets mnist5k --methods --append   # only the peers
 
 Each fit runs with ``--threads`` torch threads (default: torch's own choice).
 """
@@ -33,6 +37,9 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from skdiffclust import ClusterDDPM, DeepDPGMMClusterer
 from skdiffclust.metrics import clustering_accuracy
+
+from .peers import PEER_METHODS
+from .registry import DataInfo, unavailable_reason
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -133,31 +140,60 @@ def build(method, shape, augmentation, seed, quick, extra=None):
     return ClusterDDPM(N_CLASSES, **params)
 
 
-def fit_one(model, X, y):
-    """Fit and score one estimator; returns a record."""
+def fit_one(model, X, y, threads=None):
+    """Fit and score one estimator (ours or a peer's) with ``threads`` torch
+    threads (None: as they are); returns a record."""
+    if threads is not None:
+        # Set before every fit: numba's threading layer (UMAP, in N2D) resets
+        # torch's count when it starts.
+        torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
     start = time.perf_counter()
     model.fit(X)
     seconds = time.perf_counter() - start
+    params = model.get_params()
     return {
         "acc": clustering_accuracy(y, model.labels_),
         "nmi": normalized_mutual_info_score(y, model.labels_),
-        "n_clusters": int(model.n_clusters_),
+        "n_clusters": len(np.unique(model.labels_)),
         "seconds": seconds,
-        "pretrain_epochs": model.pretrain_epochs,
-        "n_iter": model.n_iter,
+        "pretrain_epochs": params["pretrain_epochs"],
+        # ClustPy's name for the epochs after pretraining (N2D has none).
+        "n_iter": params.get("n_iter", params.get("clustering_epochs", 0)),
+        "threads": threads,
     }
 
 
-def authors_epochs(X, y, shape, seed, quick, seconds):
+#: ClustPy's methods that the issue compares with, in table order.
+PEERS = ("DEC", "VaDE", "N2D")
+
+
+def fit_peer(name, X, y, shape, seed, quick, threads=None):
+    """Fit one ClustPy peer on the flattened images; returns a record."""
+    method = PEER_METHODS[name]
+    info = DataInfo(X.shape[0], X.shape[1], N_CLASSES, unit_interval=True, image_shape=shape)
+    model = method.make(info, seed, quick)
+    if method.warm_up is not None:
+        method.warm_up(model, X)  # one-off compilation, not timed
+    return fit_one(model, X, y, threads)
+
+
+def authors_epochs(X, y, shape, seed, quick, seconds, threads=None):
     """The authors' configuration's (pretraining, EM) epochs that fit in
     ``seconds``: one timed pretraining epoch, then half the epochs each."""
     probe = build("authors", shape, None, seed, quick, {"pretrain_epochs": 1, "n_iter": 0})
-    epoch_seconds = fit_one(probe, X, y)["seconds"]
+    epoch_seconds = fit_one(probe, X, y, threads)["seconds"]
     n_epochs = max(2, math.floor(seconds / epoch_seconds))
     return {"pretrain_epochs": n_epochs // 2, "n_iter": n_epochs - n_epochs // 2}
 
 
 METHODS = ("ClusterDDPM", "DeepDPGMM")
+
+#: Names of the rows that are not skdiffclust's estimators at their settings.
+LABELS = {
+    "authors": "authors' ClusterDDPM, same wall time",
+    **{name: f"ClustPy {name} (flattened images)" for name in PEERS},
+}
 
 
 def run(
@@ -168,8 +204,17 @@ def run(
     log=print,
     augmentations=("on", "off"),
     methods=METHODS,
+    peers=PEERS,
+    threads=None,
 ):
     records = []
+    available = []
+    for name in peers:
+        reason = unavailable_reason(PEER_METHODS[name])
+        if reason is None:
+            available.append(name)
+        else:
+            log(f"skipping ClustPy's {name}: {reason} (see benchmarks/peers.py)")
     settings = [AUGMENTATION if a == "on" else None for a in ("on", "off") if a in augmentations]
     for dataset in datasets:
         X, y, shape = load(dataset, QUICK["n_samples"] if quick else None)
@@ -183,7 +228,7 @@ def run(
                         "augmentation": augmentation or "off",
                         "method": method,
                         "seed": seed,
-                        **fit_one(model, X, y),
+                        **fit_one(model, X, y, threads),
                     }
                     log(record)
                     records.append(record)
@@ -195,7 +240,7 @@ def run(
                 if r["dataset"] == dataset and r["method"] == "ClusterDDPM"
                 if r["augmentation"] == AUGMENTATION
             ]
-            epochs = authors_epochs(X, y, shape, seeds[0], quick, float(np.mean(ours)))
+            epochs = authors_epochs(X, y, shape, seeds[0], quick, float(np.mean(ours)), threads)
             model = build("authors", shape, None, seeds[0], quick, epochs)
             record = {
                 "dataset": dataset,
@@ -203,10 +248,22 @@ def run(
                 "augmentation": "off",
                 "method": "authors",
                 "seed": seeds[0],
-                **fit_one(model, X, y),
+                **fit_one(model, X, y, threads),
             }
             log(record)
             records.append(record)
+        for name in available:
+            for seed in seeds:
+                record = {
+                    "dataset": dataset,
+                    "image_shape": str(shape),
+                    "augmentation": "off",
+                    "method": name,
+                    "seed": seed,
+                    **fit_peer(name, X, y, shape, seed, quick, threads),
+                }
+                log(record)
+                records.append(record)
     return records
 
 
@@ -220,7 +277,7 @@ def summary_rows(records):
     for dataset, shape, augmentation in keys:
         setting = f"{dataset}, {shape}, {'on' if augmentation != 'off' else 'off'}"
         target_here = dataset == "mnist5k" and augmentation != "off"
-        for method in ("ClusterDDPM", "DeepDPGMM", "authors"):
+        for method in ("ClusterDDPM", "DeepDPGMM", "authors", *PEERS):
             group = [
                 r
                 for r in records
@@ -229,9 +286,9 @@ def summary_rows(records):
             if not group:
                 continue
             acc = [r["acc"] for r in group]
-            name = "authors' ClusterDDPM, same wall time" if method == "authors" else method
+            name = LABELS.get(method, method)
             value = f"{np.mean(acc):.3f} ± {np.std(acc):.3f} (n={len(acc)})"
-            if method == "authors":
+            if method not in METHODS:
                 target = "report"
             else:
                 target = TARGETS[f"{method} ACC"] if target_here else ""
@@ -253,7 +310,7 @@ def summary_rows(records):
                     setting,
                     f"{name} wall time per fit",
                     f"{np.mean(seconds):.1f} min (max {np.max(seconds):.1f}; {epochs})",
-                    TIME_TARGET if target_here and method != "authors" else "",
+                    TIME_TARGET if target_here and method in METHODS else "",
                 )
             )
     return rows
@@ -303,15 +360,20 @@ def figure(records, path):
         mine = [r for r in records if r["dataset"] == dataset]
         groups = sorted(
             {(r["method"], r["augmentation"]) for r in mine},
-            key=lambda g: (g[0] == "authors", g[0], g[1] == "off"),
+            key=lambda g: (g[0] not in METHODS, g[0] in PEERS, g[0], g[1] == "off"),
         )
         for x, group in enumerate(groups):
-            augmentation = group[1]
+            method, augmentation = group
             acc = [r["acc"] for r in mine if (r["method"], r["augmentation"]) == group]
             color = "tab:blue" if augmentation != "off" else "tab:gray"
+            if method in PEERS:
+                color = "tab:green"
             ax.bar(x, np.mean(acc), color=color, alpha=0.45, width=0.7)
             ax.plot([x] * len(acc), acc, "o", color=color, markersize=5)
-        labels = [f"{m}\n{'aug.' if a != 'off' else 'no aug.'}" for m, a in groups]
+        labels = [
+            f"ClustPy\n{m}" if m in PEERS else f"{m}\n{'aug.' if a != 'off' else 'no aug.'}"
+            for m, a in groups
+        ]
         ax.set_xticks(range(len(groups)), labels, fontsize=8)
         if dataset == "mnist5k":
             ax.axhline(0.9, color="tab:red", linestyle="--", linewidth=1, label="target 0.90")
@@ -353,7 +415,20 @@ def build_parser():
         default=["on", "off"],
         help="which settings to fit (the authors' row needs 'on' and ClusterDDPM)",
     )
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        choices=METHODS,
+        default=list(METHODS),
+        help="skdiffclust's estimators to fit (none: --methods)",
+    )
+    parser.add_argument(
+        "--peers",
+        nargs="*",
+        choices=PEERS,
+        default=list(PEERS),
+        help="ClustPy's methods to fit when ClustPy is installed (none: --peers)",
+    )
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument(
         "--append",
@@ -365,8 +440,6 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     command = sys.argv[1:] if argv is None else argv
     previous = []
     if args.append and (Path(args.out) / "images.csv").exists():
@@ -378,9 +451,10 @@ def main(argv=None):
         authors=not args.no_authors,
         augmentations=args.augmentation,
         methods=args.methods,
+        peers=args.peers,
+        threads=args.threads,
     )
     for record in records:
-        record["threads"] = torch.get_num_threads()
         record["command"] = " ".join(["python -m benchmarks.images", *command])
     records = merge_records(previous, records)
     threads = ", ".join(str(t) for t in sorted({r["threads"] for r in records}))

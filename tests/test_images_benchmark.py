@@ -2,14 +2,20 @@
 
 import csv
 
+import numpy as np
 import pytest
+import torch
 
+import benchmarks.images as images
 from benchmarks.images import main, merge_records, read_records
+from benchmarks.registry import Method
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_quick_run_writes_the_table(tmp_path, capsys):
-    paths = main(["--quick", "--datasets", "digits", "--seeds", "0", "--out", str(tmp_path)])
+    paths = main(
+        ["--quick", "--datasets", "digits", "--seeds", "0", "--out", str(tmp_path), "--peers"]
+    )
 
     with open(paths["csv"], newline="") as file:
         rows = list(csv.DictReader(file))
@@ -34,7 +40,7 @@ def test_quick_run_writes_the_table(tmp_path, capsys):
 def test_a_run_can_be_restricted_to_one_setting_and_method(tmp_path):
     paths = main(
         ["--quick", "--datasets", "digits", "--seeds", "0", "--out", str(tmp_path)]
-        + ["--augmentation", "off", "--methods", "DeepDPGMM"]
+        + ["--augmentation", "off", "--methods", "DeepDPGMM", "--peers"]
     )
     with open(paths["csv"], newline="") as file:
         rows = list(csv.DictReader(file))
@@ -45,7 +51,7 @@ def test_a_run_can_be_restricted_to_one_setting_and_method(tmp_path):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_append_keeps_the_other_fits_and_replaces_the_repeated_ones(tmp_path):
     common = ["--quick", "--datasets", "digits", "--out", str(tmp_path), "--no-authors"]
-    common += ["--augmentation", "off", "--methods", "DeepDPGMM"]
+    common += ["--augmentation", "off", "--methods", "DeepDPGMM", "--peers"]
     main([*common, "--seeds", "0", "1"])
     paths = main([*common, "--seeds", "1", "--append"])
 
@@ -73,3 +79,59 @@ def test_merge_records_replaces_by_data_set_setting_method_and_seed():
         (0, "affine", 0.3),
         (1, "off", 0.9),
     ]
+
+
+class _FakePeer:
+    """Stands in for a ClustPy estimator: its parameters and ``labels_``."""
+
+    def __init__(self, n_clusters, seed):
+        self.n_clusters, self.seed = n_clusters, seed
+
+    def get_params(self):
+        return {"pretrain_epochs": 3, "clustering_epochs": 2}
+
+    def fit(self, X):
+        torch.set_num_threads(2)  # as numba's threading layer does when it starts
+        self.labels_ = np.random.default_rng(self.seed).integers(self.n_clusters, size=len(X))
+        return self
+
+
+def test_peers_join_the_run_and_its_table_when_clustpy_is_installed(tmp_path, monkeypatch):
+    fake = Method("DEC", "fake DEC", lambda info, seed, tiny: _FakePeer(info.n_classes, seed))
+    monkeypatch.setitem(images.PEER_METHODS, "DEC", fake)
+    monkeypatch.setattr(images, "unavailable_reason", lambda method: None)
+    threads = torch.get_num_threads()
+    try:
+        paths = main(
+            ["--quick", "--datasets", "digits", "--seeds", "0", "1", "--out", str(tmp_path)]
+            + ["--methods", "--peers", "DEC", "--threads", "1"]
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+    rows = read_records(paths["csv"])
+    assert [(r["method"], r["augmentation"], r["seed"]) for r in rows] == [
+        ("DEC", "off", 0),
+        ("DEC", "off", 1),
+    ]
+    # Each fit runs with --threads, though the previous one changed the count.
+    assert [(r["pretrain_epochs"], r["n_iter"], r["n_clusters"], r["threads"]) for r in rows] == [
+        (3, 2, 10, 1)
+    ] * 2
+    table = paths["md"].read_text()
+    assert "| digits, (1, 8, 8), off | ClustPy DEC (flattened images) ACC |" in table
+    assert "| report |" in table
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_peers_are_skipped_with_a_note_without_clustpy(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(images, "unavailable_reason", lambda method: "clustpy is missing")
+    paths = main(
+        ["--quick", "--datasets", "digits", "--seeds", "0", "--out", str(tmp_path)]
+        + ["--augmentation", "off", "--methods", "DeepDPGMM", "--peers", "DEC", "N2D"]
+    )
+
+    out = capsys.readouterr().out
+    assert "skipping ClustPy's DEC: clustpy is missing" in out
+    assert "skipping ClustPy's N2D: clustpy is missing" in out
+    assert {r["method"] for r in read_records(paths["csv"])} == {"DeepDPGMM"}
