@@ -4,7 +4,8 @@ Fits ClusterDDPM (K given) and DeepDPGMMClusterer (K not given) on image data
 with ``image_shape`` set, with ``augmentation="affine"`` and without it (the
 faithful reference), over several seeds, and the authors' ClusterDDPM
 configuration (their residual encoder, U-Net width 64, T = 400, no
-augmentation) trained for the same wall time as our ClusterDDPM, and, when
+augmentation) and our ClusterDDPM with the U-Net denoiser in place of the MLP
+one, both trained for the same wall time as our augmented ClusterDDPM, and, when
 ClustPy is installed, its DEC, VaDE and N2D in the same run (at their default
 settings, on the flattened images, number of clusters given; skipped with a
 note without ClustPy, see :mod:`benchmarks.peers`). Public API only. Writes
@@ -124,11 +125,13 @@ def load(name, n_samples=None, seed=0):
 
 
 def build(method, shape, augmentation, seed, quick, extra=None):
-    """The unfitted estimator of ``method`` (``"ClusterDDPM"``, ``"DeepDPGMM"``
-    or ``"authors"``)."""
+    """The unfitted estimator of ``method``: ``"ClusterDDPM"``, ``"DeepDPGMM"``,
+    or a ClusterDDPM row of :data:`EQUAL_TIME` (``"authors"``, ``"unet"``), whose
+    own augmentation setting replaces ``augmentation``."""
     params = {"image_shape": shape, "random_state": seed, "device": "cpu"}
-    if method == "authors":
-        params.update(AUTHORS)
+    if method in EQUAL_TIME:
+        params["augmentation"] = EQUAL_TIME[method]["augmentation"]
+        params.update(EQUAL_TIME[method]["params"])
     else:
         params["augmentation"] = augmentation
         params.update(SETTINGS[method])
@@ -178,20 +181,34 @@ def fit_peer(name, X, y, shape, seed, quick, threads=None):
     return fit_one(model, X, y, threads)
 
 
-def authors_epochs(X, y, shape, seed, quick, seconds, threads=None):
-    """The authors' configuration's (pretraining, EM) epochs that fit in
-    ``seconds``: one timed pretraining epoch, then half the epochs each."""
-    probe = build("authors", shape, None, seed, quick, {"pretrain_epochs": 1, "n_iter": 0})
+def equal_time_epochs(method, X, y, shape, seed, quick, seconds, threads=None):
+    """The (pretraining, EM) epochs of the :data:`EQUAL_TIME` row ``method``
+    that fit in ``seconds``: one timed pretraining epoch, then the epochs that
+    fit, split in the proportion of ClusterDDPM's default epochs."""
+    probe = build(method, shape, None, seed, quick, {"pretrain_epochs": 1, "n_iter": 0})
     epoch_seconds = fit_one(probe, X, y, threads)["seconds"]
     n_epochs = max(2, math.floor(seconds / epoch_seconds))
-    return {"pretrain_epochs": n_epochs // 2, "n_iter": n_epochs - n_epochs // 2}
+    defaults = ClusterDDPM().get_params()
+    share = defaults["pretrain_epochs"] / (defaults["pretrain_epochs"] + defaults["n_iter"])
+    pretrain_epochs = min(n_epochs - 1, max(1, round(share * n_epochs)))
+    return {"pretrain_epochs": pretrain_epochs, "n_iter": n_epochs - pretrain_epochs}
 
 
 METHODS = ("ClusterDDPM", "DeepDPGMM")
 
+#: ClusterDDPM settings trained for the wall time of our augmented
+#: ClusterDDPM on the same data (seed of the run's first seed): the authors'
+#: configuration, faithful (no augmentation), and the U-Net denoiser of width
+#: ``conv_width`` in place of our MLP denoiser, with augmentation.
+EQUAL_TIME = {
+    "authors": {"params": AUTHORS, "augmentation": None},
+    "unet": {"params": {"denoiser": "unet"}, "augmentation": AUGMENTATION},
+}
+
 #: Names of the rows that are not skdiffclust's estimators at their settings.
 LABELS = {
     "authors": "authors' ClusterDDPM, same wall time",
+    "unet": "ClusterDDPM with the U-Net denoiser, same wall time",
     **{name: f"ClustPy {name} (flattened images)" for name in PEERS},
 }
 
@@ -233,25 +250,27 @@ def run(
                     log(record)
                     records.append(record)
         if authors and "ClusterDDPM" in methods and "on" in augmentations:
-            # Trained for the wall time of our augmented ClusterDDPM.
             ours = [
                 r["seconds"]
                 for r in records
                 if r["dataset"] == dataset and r["method"] == "ClusterDDPM"
                 if r["augmentation"] == AUGMENTATION
             ]
-            epochs = authors_epochs(X, y, shape, seeds[0], quick, float(np.mean(ours)), threads)
-            model = build("authors", shape, None, seeds[0], quick, epochs)
-            record = {
-                "dataset": dataset,
-                "image_shape": str(shape),
-                "augmentation": "off",
-                "method": "authors",
-                "seed": seeds[0],
-                **fit_one(model, X, y, threads),
-            }
-            log(record)
-            records.append(record)
+            for method, setting in EQUAL_TIME.items():
+                epochs = equal_time_epochs(
+                    method, X, y, shape, seeds[0], quick, float(np.mean(ours)), threads
+                )
+                model = build(method, shape, None, seeds[0], quick, epochs)
+                record = {
+                    "dataset": dataset,
+                    "image_shape": str(shape),
+                    "augmentation": setting["augmentation"] or "off",
+                    "method": method,
+                    "seed": seeds[0],
+                    **fit_one(model, X, y, threads),
+                }
+                log(record)
+                records.append(record)
         for name in available:
             for seed in seeds:
                 record = {
@@ -277,7 +296,7 @@ def summary_rows(records):
     for dataset, shape, augmentation in keys:
         setting = f"{dataset}, {shape}, {'on' if augmentation != 'off' else 'off'}"
         target_here = dataset == "mnist5k" and augmentation != "off"
-        for method in ("ClusterDDPM", "DeepDPGMM", "authors", *PEERS):
+        for method in (*METHODS, *EQUAL_TIME, *PEERS):
             group = [
                 r
                 for r in records
@@ -345,6 +364,10 @@ def merge_records(old, new):
     return [r for r in old if _fit_key(r) not in refitted] + list(new)
 
 
+#: Short names of the equal-time rows on the figure's axis.
+FIGURE_NAMES = {"authors": "authors'", "unet": "U-Net"}
+
+
 def figure(records, path):
     """ACC of every fit (dots) and the mean over seeds (bars), one panel per data set."""
     import matplotlib
@@ -371,7 +394,9 @@ def figure(records, path):
             ax.bar(x, np.mean(acc), color=color, alpha=0.45, width=0.7)
             ax.plot([x] * len(acc), acc, "o", color=color, markersize=5)
         labels = [
-            f"ClustPy\n{m}" if m in PEERS else f"{m}\n{'aug.' if a != 'off' else 'no aug.'}"
+            f"ClustPy\n{m}"
+            if m in PEERS
+            else f"{FIGURE_NAMES.get(m, m)}\n{'aug.' if a != 'off' else 'no aug.'}"
             for m, a in groups
         ]
         ax.set_xticks(range(len(groups)), labels, fontsize=8)
@@ -407,7 +432,11 @@ def build_parser():
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=None, help="torch threads per fit")
     parser.add_argument("--quick", action="store_true", help="tiny subsets and networks")
-    parser.add_argument("--no-authors", action="store_true", help="skip the authors' row")
+    parser.add_argument(
+        "--no-authors",
+        action="store_true",
+        help="skip the rows trained for our ClusterDDPM's wall time (authors', U-Net)",
+    )
     parser.add_argument(
         "--augmentation",
         nargs="+",

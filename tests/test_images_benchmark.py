@@ -26,12 +26,17 @@ def test_quick_run_writes_the_table(tmp_path, capsys):
         ("DeepDPGMM", "affine"),
         ("DeepDPGMM", "off"),
         ("authors", "off"),
+        ("unet", "affine"),
     }
     assert all(0 <= float(row["acc"]) <= 1 and float(row["seconds"]) > 0 for row in rows)
     table = paths["md"].read_text()
     for measure in ("ClusterDDPM ACC", "DeepDPGMM ACC", "DeepDPGMM K found", "wall time"):
         assert measure in table
     assert "authors' ClusterDDPM, same wall time" in table
+    assert "ClusterDDPM with the U-Net denoiser, same wall time" in table
+    # The U-Net row splits its time budget between pretraining and EM.
+    epochs = {r["method"]: (int(r["pretrain_epochs"]), int(r["n_iter"])) for r in rows}
+    assert epochs["unet"][0] >= 1 and epochs["unet"][1] >= 1
     assert "digits, (1, 8, 8), on" in table and "digits, (1, 8, 8), off" in table
     assert table in capsys.readouterr().out
 
