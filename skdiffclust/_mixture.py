@@ -15,12 +15,19 @@ from sklearn.base import clone
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances_argmin
-from sklearn.mixture import BayesianGaussianMixture
+from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from sklearn.utils._param_validation import StrOptions
 
 #: How the first E-step's mixture can be started: Ward's agglomerative
 #: clustering of the codes, or one of BayesianGaussianMixture's own options.
 INIT_PARAMS = ("ward", "kmeans", "k-means++", "random", "random_from_data")
+
+#: Starts that also need the number of clusters to be known: a Gaussian
+#: mixture on a UMAP embedding of the codes (needs umap-learn).
+MANIFOLD_INIT_PARAMS = ("umap",)
+
+#: UMAP's neighbourhood size for ``init_params="umap"`` (UMAP's default).
+UMAP_N_NEIGHBORS = 15
 
 #: Variational iterations of a full (not warm-started) mixture fit.
 FULL_FIT_MAX_ITER = 200
@@ -45,9 +52,54 @@ def ward_labels(Z, n_clusters, random_state):
     return pairwise_distances_argmin(Z, centroids)
 
 
+def check_umap_installed():
+    """Raise an ImportError naming the extra when umap-learn is missing."""
+    try:
+        import umap  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "init_params='umap' needs umap-learn: pip install 'skdiffclust[umap]' "
+            "(or pip install umap-learn)."
+        ) from exc
+
+
+def umap_labels(Z, n_clusters, random_state):
+    """Partition ``Z`` by a Gaussian mixture on its UMAP embedding.
+
+    The embedding has ``n_clusters`` dimensions (at most those of ``Z``) and
+    ``min_dist=0``, as in N2D (McConville et al., 2021): UMAP keeps the local
+    neighbourhoods of the codes and pulls each class's manifold together, so
+    that clusters which are not Gaussian in the code space become Gaussian
+    in the embedding.
+    """
+    from umap import UMAP
+
+    seed = int(random_state.randint(np.iinfo(np.int32).max))
+    n_neighbors = min(UMAP_N_NEIGHBORS, len(Z) - 1)
+    n_components = max(2, min(n_clusters, Z.shape[1]))
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():
+            # Small data: UMAP warns that it falls back to a random start.
+            warnings.simplefilter("ignore", UserWarning)
+            embedding = UMAP(
+                n_components=n_components,
+                n_neighbors=n_neighbors,
+                min_dist=0.0,
+                random_state=seed,
+                n_jobs=1,
+            ).fit_transform(Z)
+    finally:
+        # numba's threading layer resets torch's thread count when it starts.
+        torch.set_num_threads(threads)
+    gmm = GaussianMixture(n_clusters, random_state=seed, reg_covar=1e-5)
+    return gmm.fit(embedding).predict(embedding)
+
+
 class LatentMixture(BayesianGaussianMixture):
     """:class:`~sklearn.mixture.BayesianGaussianMixture` that can also start
-    from Ward's agglomerative clustering (``init_params="ward"``).
+    from Ward's agglomerative clustering (``init_params="ward"``) or from a
+    Gaussian mixture on a UMAP embedding of the codes (``init_params="umap"``).
 
     On the latent codes of the deep clusterers, the mixture's variational fit
     stops in the local optimum nearest to its start, and a better likelihood
@@ -57,13 +109,16 @@ class LatentMixture(BayesianGaussianMixture):
 
     _parameter_constraints = {
         **BayesianGaussianMixture._parameter_constraints,
-        "init_params": [StrOptions(set(INIT_PARAMS))],
+        "init_params": [StrOptions({*INIT_PARAMS, *MANIFOLD_INIT_PARAMS})],
     }
 
     def _initialize_parameters(self, X, random_state, *args, **kwargs):
-        if self.init_params != "ward":
+        if self.init_params == "ward":
+            labels = ward_labels(X, self.n_components, random_state)
+        elif self.init_params == "umap":
+            labels = umap_labels(X, self.n_components, random_state)
+        else:
             return super()._initialize_parameters(X, random_state, *args, **kwargs)
-        labels = ward_labels(X, self.n_components, random_state)
         resp = np.zeros((len(X), self.n_components), dtype=X.dtype)
         resp[np.arange(len(X)), labels] = 1
         self._initialize(X, resp)

@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Hidden, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseDeepClusterer
-from ._mixture import TorchMixture
+from ._mixture import INIT_PARAMS, MANIFOLD_INIT_PARAMS, TorchMixture, check_umap_installed
 from ._param_validation import integers, reals
 from ._threads import limited_torch_threads
 from .augmentation import AUGMENTATION_PRESETS, TrainingAugmentation
@@ -33,6 +33,11 @@ _REFERENCE_KL_WEIGHT = 0.1
 #: growing with the square root of the number of features.
 _REFERENCE_SKEW = 3.0
 _REFERENCE_SKEW_N_FEATURES = 64
+
+#: Variational iterations of the first E-step's mixture fit from the UMAP
+#: start: enough to fit the components' shapes to the codes, few enough to
+#: keep UMAP's partition, which the likeliest mixture of the codes cuts across.
+_UMAP_START_MAX_ITER = 5
 
 #: Denoiser rows per forward pass of ``score_samples`` (each sample takes one
 #: row per sampled timestep), and input values per pass, for large images.
@@ -137,7 +142,9 @@ class ClusterDDPM(BaseDeepClusterer):
         image while the denoiser learns to denoise the clean image, in
         pretraining and in the M-steps, so the code must keep what survives
         small shifts, rotations (and, for ``"affine"``, scalings and shears)
-        and can drop the pose and slant that otherwise dominate it. The
+        and can drop the pose and slant that otherwise dominate it. In the
+        M-steps' KL term, the components a view's code is pulled towards are
+        chosen from the code of the clean image, as in DEC-DA. The
         E-step, :meth:`predict`, :meth:`transform` and :meth:`score_samples`
         use the clean images. ``"affine"``: shifts up to 10% of the size,
         rotations and shears up to 10 degrees, scalings by 0.9 to 1.1;
@@ -190,16 +197,24 @@ class ClusterDDPM(BaseDeepClusterer):
     weight_concentration_prior : float, default=None
         Concentration of the weight prior; None means ``1 / n_clusters``.
 
-    init_params : {"ward", "kmeans", "k-means++", "random", \
+    init_params : {"ward", "umap", "kmeans", "k-means++", "random", \
             "random_from_data"}, default="ward"
         How the first E-step's mixture is initialised. ``"ward"`` starts from
         Ward's agglomerative clustering of the latent means (on a random subset
-        of 5,000 of them for larger data); the others are those of
+        of 5,000 of them for larger data). ``"umap"`` starts from a Gaussian
+        mixture on a UMAP embedding of the latent means (``n_clusters``
+        dimensions, ``min_dist=0``, as in N2D); it needs umap-learn
+        (``pip install 'skdiffclust[umap]'``) and adds UMAP's time to the
+        first E-step. The others are those of
         :class:`~sklearn.mixture.BayesianGaussianMixture`. The mixture's fit
         ends in the local optimum nearest its start, and the likeliest optimum
         is not always the best clustering: Ward's tree follows the local
-        structure of the codes, where k-means starts cut across it (see the
-        user guide).
+        structure of the codes, where k-means starts cut across it, and UMAP
+        follows classes that lie on curved, non-Gaussian manifolds of the
+        code space, as images' classes can (see the user guide). Try
+        ``"umap"`` when a clustering of UMAP embeddings of the codes beats
+        the fitted one; the later E-steps refit the mixture in the code space
+        and can drift back towards the Gaussian partition.
 
     pretrain_epochs : int, default=100
         Epochs of the plain denoising loss before the first E-step. They take
@@ -354,6 +369,7 @@ class ClusterDDPM(BaseDeepClusterer):
         "denoiser": [StrOptions({"unet", "mlp"})],
         "augmentation": [StrOptions(set(AUGMENTATION_PRESETS)), None],
         "augmentation_strength": [reals(0, closed="left")],
+        "init_params": [StrOptions({*INIT_PARAMS, *MANIFOLD_INIT_PARAMS})],
     }
 
     _network_roles = {"encoder": "encoder", "denoiser": "denoiser"}
@@ -428,6 +444,8 @@ class ClusterDDPM(BaseDeepClusterer):
     def _validate_method_params(self, n_samples, n_features):
         if n_samples < self.n_clusters:
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
+        if self.init_params == "umap":
+            check_umap_installed()  # before training, not after pretraining
         if self.unet_width != "deprecated":
             warnings.warn(
                 "unet_width was renamed conv_width in 0.2 and will be removed in 0.4; "
@@ -462,6 +480,11 @@ class ClusterDDPM(BaseDeepClusterer):
             "weight_concentration_prior": self.weight_concentration_prior,
             "init_params": self.init_params,
         }
+
+    def _fit_e_step_mixture(self, mixture, Z, max_iter):
+        if max_iter is None and self.init_params == "umap":
+            max_iter = _UMAP_START_MAX_ITER
+        return super()._fit_e_step_mixture(mixture, Z, max_iter)
 
     def _schedule(self, device):
         """The noise schedule of the fitted model on ``device`` (cached)."""
@@ -509,9 +532,16 @@ class ClusterDDPM(BaseDeepClusterer):
 
     def _network_loss(self, x, mixture):
         # One encoder pass serves both terms (the authors' code makes two).
-        mean, log_var = self._encode(self._augment(x))
+        view = self._augment(x)
+        mean, log_var = self._encode(view)
         z = reparameterize(mean, log_var)
-        kl = mixture_kl(z, mean, log_var, mixture).mean()
+        assigned = z
+        if view is not x:
+            # As in DEC-DA, the clean image's code chooses the components the
+            # augmented view's code is pulled towards.
+            with torch.no_grad():
+                assigned, _ = self._encode(x)
+        kl = mixture_kl(assigned, mean, log_var, mixture).mean()
         return self._denoising_loss(x, z) + self._effective_kl_weight() * kl
 
     # --------------------------------------------------------------- scoring

@@ -296,3 +296,30 @@ def test_divergence_names_the_learning_rate_of_its_stage():
         small(ClusterDDPM, learning_rate=1e6).fit(X)
     with pytest.raises(TrainingDivergedError, match=r"Lower em_learning_rate \(now 1e\+30\)"):
         small(ClusterDDPM, em_learning_rate=1e30).fit(X)
+
+
+# ----------------------------------------------------------- the UMAP start
+def test_umap_start_clusters_reproducibly():
+    pytest.importorskip("umap")
+    X, y = blobs(n_samples=90)
+    first = small(ClusterDDPM, init_params="umap", random_state=0).fit(X)
+    second = small(ClusterDDPM, init_params="umap", random_state=0).fit(X)
+    np.testing.assert_array_equal(first.labels_, second.labels_)
+    assert adjusted_rand_score(y, first.labels_) > 0.8
+
+
+def test_umap_start_without_umap_fails_before_training(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "umap", None)
+    model = small(ClusterDDPM, init_params="umap")
+    with pytest.raises(ImportError, match=r"skdiffclust\[umap\]"):
+        model.fit(blobs()[0])
+    assert not hasattr(model, "encoder_")
+
+
+def test_umap_start_needs_the_number_of_clusters():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from skdiffclust import DeepDPGMMClusterer
+
+    with pytest.raises(InvalidParameterError, match="init_params"):
+        small(DeepDPGMMClusterer, init_params="umap").fit(blobs()[0])

@@ -54,6 +54,19 @@ def test_a_run_can_be_restricted_to_one_setting_and_method(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_equal_time_rows_can_be_chosen(tmp_path):
+    paths = main(
+        ["--quick", "--datasets", "digits", "--seeds", "0", "--out", str(tmp_path)]
+        + ["--augmentation", "on", "--methods", "ClusterDDPM", "--peers", "--equal-time", "unet"]
+    )
+    rows = read_records(paths["csv"])
+    assert [(r["method"], r["augmentation"]) for r in rows] == [
+        ("ClusterDDPM", "affine"),
+        ("unet", "affine"),
+    ]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_append_keeps_the_other_fits_and_replaces_the_repeated_ones(tmp_path):
     common = ["--quick", "--datasets", "digits", "--out", str(tmp_path), "--no-authors"]
     common += ["--augmentation", "off", "--methods", "DeepDPGMM", "--peers"]

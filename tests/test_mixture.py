@@ -15,6 +15,7 @@ from skdiffclust._mixture import (
     fit_mixture,
     make_mixture,
     occupied_components,
+    umap_labels,
     ward_labels,
 )
 
@@ -89,6 +90,34 @@ def test_every_init_params_fits(init_params):
     Z, y = _three_blobs()
     labels = _latent_mixture(init_params, n_components=3).fit(Z).predict(Z)
     assert labels.shape == y.shape
+
+
+def _two_moons_in_3d(n=300, random_state=0):
+    """Two interleaved half-circles: no two Gaussians in the plane separate them."""
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(n, noise=0.05, random_state=random_state)
+    return np.column_stack([X, np.zeros(n)]) * 3, y
+
+
+def test_umap_start_follows_the_manifolds_where_gaussians_cut_across():
+    pytest.importorskip("umap")
+    Z, y = _two_moons_in_3d()
+    by_umap = umap_labels(Z, 2, np.random.RandomState(0))
+    assert adjusted_rand_score(y, by_umap) > 0.9
+    by_kmeans_start = _latent_mixture("kmeans", n_components=2).fit(Z).predict(Z)
+    assert adjusted_rand_score(y, by_kmeans_start) < 0.6
+
+
+def test_umap_start_is_the_mixtures_start_and_keeps_torchs_threads():
+    pytest.importorskip("umap")
+    Z, _ = _three_blobs()
+    threads = torch.get_num_threads()
+    labels = _latent_mixture("umap", n_components=3, random_state=0).fit(Z).predict(Z)
+    assert torch.get_num_threads() == threads
+    again = _latent_mixture("umap", n_components=3, random_state=0).fit(Z).predict(Z)
+    np.testing.assert_array_equal(labels, again)
+    assert adjusted_rand_score(umap_labels(Z, 3, np.random.RandomState(0)), labels) == 1.0
 
 
 # ---------------------------------------------------------------- warm refits
