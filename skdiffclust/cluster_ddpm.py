@@ -142,9 +142,7 @@ class ClusterDDPM(BaseDeepClusterer):
         image while the denoiser learns to denoise the clean image, in
         pretraining and in the M-steps, so the code must keep what survives
         small shifts, rotations (and, for ``"affine"``, scalings and shears)
-        and can drop the pose and slant that otherwise dominate it. In the
-        M-steps' KL term, the components a view's code is pulled towards are
-        chosen from the code of the clean image, as in DEC-DA. The
+        and can drop the pose and slant that otherwise dominate it. The
         E-step, :meth:`predict`, :meth:`transform` and :meth:`score_samples`
         use the clean images. ``"affine"``: shifts up to 10% of the size,
         rotations and shears up to 10 degrees, scalings by 0.9 to 1.1;
@@ -532,16 +530,9 @@ class ClusterDDPM(BaseDeepClusterer):
 
     def _network_loss(self, x, mixture):
         # One encoder pass serves both terms (the authors' code makes two).
-        view = self._augment(x)
-        mean, log_var = self._encode(view)
+        mean, log_var = self._encode(self._augment(x))
         z = reparameterize(mean, log_var)
-        assigned = z
-        if view is not x:
-            # As in DEC-DA, the clean image's code chooses the components the
-            # augmented view's code is pulled towards.
-            with torch.no_grad():
-                assigned, _ = self._encode(x)
-        kl = mixture_kl(assigned, mean, log_var, mixture).mean()
+        kl = mixture_kl(z, mean, log_var, mixture).mean()
         return self._denoising_loss(x, z) + self._effective_kl_weight() * kl
 
     # --------------------------------------------------------------- scoring

@@ -117,10 +117,9 @@ def mixture_kl(z, mean, log_var, mixture):
     """VaDE's KL from q(z, c | x) to the fixed mixture prior p(z, c), per sample.
 
     ``q(z|x) = N(mean, diag exp(log_var))`` and ``q(c|x) = gamma``, the mixture
-    posterior evaluated at ``z`` (not detached, as in the authors' code: pass
-    a sample of q(z|x); a detached code of another view of the sample makes
-    ``gamma`` a fixed target). The expectation over ``z`` of the Gaussian
-    terms is taken in closed form::
+    posterior evaluated at the sampled ``z`` (not detached, as in the authors'
+    code). The expectation over ``z`` of the Gaussian terms is taken in closed
+    form::
 
         KL = sum_k gamma_k E_q[-log N(z; m_k, S_k)] - sum_k gamma_k log(pi_k / gamma_k)
              - 1/2 sum_j (1 + log 2 pi + log sigma_j^2)
@@ -128,7 +127,7 @@ def mixture_kl(z, mean, log_var, mixture):
     Parameters
     ----------
     z : torch.Tensor of shape (n_samples, n_dims)
-        The code the responsibilities ``gamma`` are evaluated at.
+        A sample from q(z|x), used for the responsibilities.
     mean, log_var : torch.Tensor of shape (n_samples, n_dims)
         Parameters of q(z|x).
     mixture : TorchMixture
