@@ -153,3 +153,20 @@ def test_peers_are_skipped_with_a_note_without_clustpy(tmp_path, monkeypatch, ca
     assert "skipping ClustPy's DEC: clustpy is missing" in out
     assert "skipping ClustPy's N2D: clustpy is missing" in out
     assert {r["method"] for r in read_records(paths["csv"])} == {"DeepDPGMM"}
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_variant_runs_under_its_own_name_with_its_settings(tmp_path, monkeypatch):
+    pytest.importorskip("umap")
+    built = []
+    build = images.build
+    monkeypatch.setattr(images, "build", lambda *a, **k: built.append(build(*a, **k)) or built[-1])
+    paths = main(
+        ["--quick", "--datasets", "digits", "--seeds", "0", "--out", str(tmp_path), "--peers"]
+        + ["--augmentation", "off", "--methods", "ClusterDDPM-umap"]
+    )
+    assert [(r["method"], r["augmentation"]) for r in read_records(paths["csv"])] == [
+        ("ClusterDDPM-umap", "off")
+    ]
+    assert [(m.init_params, m.denoiser) for m in built] == [("umap", "mlp")]
+    assert "| digits, (1, 8, 8), off | ClusterDDPM-umap ACC |" in paths["md"].read_text()
