@@ -52,7 +52,7 @@ from .nn import NetworkSpec, build_network
 INFERENCE_BATCH_SIZE = 4096
 
 #: Fewest rows per forward pass at inference (see ``_encode_mean``).
-MIN_INFERENCE_ROWS = 8
+MIN_INFERENCE_ROWS = 64
 
 #: Samples generated per batch by ``sample``.
 SAMPLE_BATCH_SIZE = 1024
@@ -913,9 +913,10 @@ class BaseDeepClusterer(
                 batch = Xs[start : start + INFERENCE_BATCH_SIZE]
                 n_rows = len(batch)
                 if n_rows < MIN_INFERENCE_ROWS:
-                    # Matrix products of one to a few rows take other BLAS
-                    # kernels, which round differently: repeating the rows
-                    # makes a row's code the same alone as in any batch.
+                    # Matrix products of fewer rows take other BLAS kernels
+                    # (on AVX-512 CPUs, 10 rows round differently from 60):
+                    # repeating the rows makes a row's code the same alone
+                    # as in any batch.
                     batch = batch[torch.arange(MIN_INFERENCE_ROWS, device=batch.device) % n_rows]
                 mean, _ = encode(batch)
                 out.append(mean[:n_rows].double())
