@@ -40,7 +40,8 @@ from skdiffclust import ClusterDDPM, DeepDPGMMClusterer
 from skdiffclust.metrics import clustering_accuracy
 
 from .peers import PEER_METHODS
-from .registry import DataInfo, unavailable_reason
+from .registry import DataInfo
+from .run import _available
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -230,13 +231,7 @@ def run(
     threads=None,
 ):
     records = []
-    available = []
-    for name in peers:
-        reason = unavailable_reason(PEER_METHODS[name])
-        if reason is None:
-            available.append(name)
-        else:
-            log(f"skipping ClustPy's {name}: {reason} (see benchmarks/peers.py)")
+    available = _available(peers, PEER_METHODS, "ClustPy's")
     settings = [AUGMENTATION if a == "on" else None for a in ("on", "off") if a in augmentations]
     for dataset in datasets:
         X, y, shape = load(dataset, QUICK["n_samples"] if quick else None)

@@ -26,6 +26,9 @@ INIT_PARAMS = ("ward", "kmeans", "k-means++", "random", "random_from_data")
 #: mixture on a UMAP embedding of the codes (needs umap-learn).
 MANIFOLD_INIT_PARAMS = ("umap",)
 
+#: Every start, for estimators whose number of clusters is given.
+GIVEN_K_INIT_PARAMS = (*INIT_PARAMS, *MANIFOLD_INIT_PARAMS)
+
 #: UMAP's neighbourhood size for ``init_params="umap"`` (UMAP's default).
 UMAP_N_NEIGHBORS = 15
 
@@ -109,7 +112,7 @@ class LatentMixture(BayesianGaussianMixture):
 
     _parameter_constraints = {
         **BayesianGaussianMixture._parameter_constraints,
-        "init_params": [StrOptions({*INIT_PARAMS, *MANIFOLD_INIT_PARAMS})],
+        "init_params": [StrOptions(set(GIVEN_K_INIT_PARAMS))],
     }
 
     def _initialize_parameters(self, X, random_state, *args, **kwargs):

@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Hidden, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseDeepClusterer
-from ._mixture import INIT_PARAMS, MANIFOLD_INIT_PARAMS, TorchMixture, check_umap_installed
+from ._mixture import GIVEN_K_INIT_PARAMS, TorchMixture, check_umap_installed
 from ._param_validation import integers, reals
 from ._threads import limited_torch_threads
 from .augmentation import AUGMENTATION_PRESETS, TrainingAugmentation
@@ -367,7 +367,7 @@ class ClusterDDPM(BaseDeepClusterer):
         "denoiser": [StrOptions({"unet", "mlp"})],
         "augmentation": [StrOptions(set(AUGMENTATION_PRESETS)), None],
         "augmentation_strength": [reals(0, closed="left")],
-        "init_params": [StrOptions({*INIT_PARAMS, *MANIFOLD_INIT_PARAMS})],
+        "init_params": [StrOptions(set(GIVEN_K_INIT_PARAMS))],
     }
 
     _network_roles = {"encoder": "encoder", "denoiser": "denoiser"}

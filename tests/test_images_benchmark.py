@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import benchmarks.images as images
+import benchmarks.run as run
 from benchmarks.images import main, merge_records, read_records
 from benchmarks.registry import Method
 
@@ -117,7 +118,7 @@ class _FakePeer:
 def test_peers_join_the_run_and_its_table_when_clustpy_is_installed(tmp_path, monkeypatch):
     fake = Method("DEC", "fake DEC", lambda info, seed, tiny: _FakePeer(info.n_classes, seed))
     monkeypatch.setitem(images.PEER_METHODS, "DEC", fake)
-    monkeypatch.setattr(images, "unavailable_reason", lambda method: None)
+    monkeypatch.setattr(run, "unavailable_reason", lambda method: None)
     threads = torch.get_num_threads()
     try:
         paths = main(
@@ -143,7 +144,7 @@ def test_peers_join_the_run_and_its_table_when_clustpy_is_installed(tmp_path, mo
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_peers_are_skipped_with_a_note_without_clustpy(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(images, "unavailable_reason", lambda method: "clustpy is missing")
+    monkeypatch.setattr(run, "unavailable_reason", lambda method: "clustpy is missing")
     paths = main(
         ["--quick", "--datasets", "digits", "--seeds", "0", "--out", str(tmp_path)]
         + ["--augmentation", "off", "--methods", "DeepDPGMM", "--peers", "DEC", "N2D"]
