@@ -32,6 +32,11 @@ GIVEN_K_INIT_PARAMS = (*INIT_PARAMS, *MANIFOLD_INIT_PARAMS)
 #: UMAP's neighbourhood size for ``init_params="umap"`` (UMAP's default).
 UMAP_N_NEIGHBORS = 15
 
+#: Starts of the Gaussian mixture in the UMAP embedding; the likeliest is kept.
+#: A single k-means start often merges two classes' manifolds and splits a
+#: third, and the embedding is small, so the extra starts cost little.
+UMAP_GMM_N_INIT = 10
+
 #: Variational iterations of a full (not warm-started) mixture fit.
 FULL_FIT_MAX_ITER = 200
 
@@ -95,7 +100,7 @@ def umap_labels(Z, n_clusters, random_state):
     finally:
         # numba's threading layer resets torch's thread count when it starts.
         torch.set_num_threads(threads)
-    gmm = GaussianMixture(n_clusters, random_state=seed, reg_covar=1e-5)
+    gmm = GaussianMixture(n_clusters, random_state=seed, reg_covar=1e-5, n_init=UMAP_GMM_N_INIT)
     return gmm.fit(embedding).predict(embedding)
 
 

@@ -34,10 +34,10 @@ _REFERENCE_KL_WEIGHT = 0.1
 _REFERENCE_SKEW = 3.0
 _REFERENCE_SKEW_N_FEATURES = 64
 
-#: Variational iterations of the first E-step's mixture fit from the UMAP
-#: start: enough to fit the components' shapes to the codes, few enough to
-#: keep UMAP's partition, which the likeliest mixture of the codes cuts across.
-_UMAP_START_MAX_ITER = 5
+#: Variational iterations of every E-step's mixture fit from the UMAP start:
+#: one fits the components' shapes to UMAP's partition of the current codes;
+#: more move towards the likeliest mixture of the codes, which cuts across it.
+_UMAP_E_STEP_MAX_ITER = 1
 
 #: Denoiser rows per forward pass of ``score_samples`` (each sample takes one
 #: row per sampled timestep), and input values per pass, for large images.
@@ -211,8 +211,11 @@ class ClusterDDPM(BaseDeepClusterer):
         follows classes that lie on curved, non-Gaussian manifolds of the
         code space, as images' classes can (see the user guide). Try
         ``"umap"`` when a clustering of UMAP embeddings of the codes beats
-        the fitted one; the later E-steps refit the mixture in the code space
-        and can drift back towards the Gaussian partition.
+        the fitted one. With ``"umap"`` every E-step, the first included,
+        makes a single variational iteration in the code space, so that the
+        mixture follows the codes but keeps UMAP's partition: longer refits
+        drift towards a likelier Gaussian partition that cuts across the
+        manifolds.
 
     pretrain_epochs : int, default=100
         Epochs of the plain denoising loss before the first E-step. They take
@@ -480,8 +483,8 @@ class ClusterDDPM(BaseDeepClusterer):
         }
 
     def _fit_e_step_mixture(self, mixture, Z, max_iter):
-        if max_iter is None and self.init_params == "umap":
-            max_iter = _UMAP_START_MAX_ITER
+        if self.init_params == "umap":
+            max_iter = _UMAP_E_STEP_MAX_ITER
         return super()._fit_e_step_mixture(mixture, Z, max_iter)
 
     def _schedule(self, device):
