@@ -213,7 +213,8 @@ class ClusterDDPM(BaseDeepClusterer):
         ``"umap"`` when a clustering of UMAP embeddings of the codes beats
         the fitted one. With ``"umap"`` every E-step, the first included,
         makes a single variational iteration in the code space, so that the
-        mixture follows the codes but keeps UMAP's partition: longer refits
+        mixture follows the codes but keeps UMAP's partition (a refit that
+        loses a component restarts from a new UMAP partition): longer refits
         drift towards a likelier Gaussian partition that cuts across the
         manifolds.
 
