@@ -62,7 +62,12 @@ SETTINGS = {"ClusterDDPM": {"denoiser": "mlp"}, "DeepDPGMM": {}}
 
 #: Variants of our methods that ``--methods`` can add: the base method's
 #: settings plus these.
-VARIANTS = {"ClusterDDPM-umap": ("ClusterDDPM", {"init_params": "umap"})}
+VARIANTS = {
+    "ClusterDDPM-umap": (
+        "ClusterDDPM",
+        {"init_params": "umap", "pretrain_epochs": 250, "kl_weight": 0.01},
+    )
+}
 
 #: The columns of ``images.csv``, and the numeric ones among them.
 COLUMNS = (

@@ -816,10 +816,14 @@ class BaseDeepClusterer(
         codes of all ranks are gathered."""
         return self._gather_codes(self._encode_mean(Xs))
 
-    def _fit_e_step_mixture(self, mixture, Z, max_iter):
-        """Fit (``max_iter=None``: the first E-step) or warm-refit the mixture on ``Z``."""
+    def _fit_e_step_mixture(self, mixture, Z, max_iter, rows=None):
+        """Fit (``max_iter=None``: the first E-step) or warm-refit the mixture on
+        the codes ``Z[rows]`` (``rows=None``: all of ``Z``, the codes of every row)."""
         return fit_mixture(
-            mixture, Z, max_iter=max_iter, keep_all_components=self._keep_all_components
+            mixture,
+            Z if rows is None else Z[rows],
+            max_iter=max_iter,
+            keep_all_components=self._keep_all_components,
         )
 
     def _e_step(self, mixture, Xs, history, random_state, max_iter, iteration, callbacks):
@@ -836,12 +840,12 @@ class BaseDeepClusterer(
         ctx = getattr(self, "_dist", None)
         # Every rank draws the subsample (of the same gathered codes), so that
         # the ranks' random_state streams stay in step.
-        Z_fit = Z
+        rows = None
         if self.e_step_max_samples is not None and len(Z) > self.e_step_max_samples:
-            Z_fit = Z[random_state.choice(len(Z), self.e_step_max_samples, replace=False)]
+            rows = random_state.choice(len(Z), self.e_step_max_samples, replace=False)
         if ctx is None or ctx.is_main:
             # Under torch.distributed the mixture is fitted once, on rank 0.
-            mixture = self._fit_e_step_mixture(mixture, Z_fit, max_iter)
+            mixture = self._fit_e_step_mixture(mixture, Z, max_iter, rows)
         if ctx is not None:
             fitted = {name: getattr(self, name) for name in self._e_step_attributes}
             mixture, fitted = _distributed.broadcast_object((mixture, fitted), ctx)

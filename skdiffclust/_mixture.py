@@ -121,7 +121,10 @@ class LatentMixture(BayesianGaussianMixture):
     }
 
     def _initialize_parameters(self, X, random_state, *args, **kwargs):
-        if self.init_params == "ward":
+        # Set only for the duration of refit_from_partition's fit.
+        if getattr(self, "_start_partition", None) is not None:
+            labels = self._start_partition
+        elif self.init_params == "ward":
             labels = ward_labels(X, self.n_components, random_state)
         elif self.init_params == "umap":
             labels = umap_labels(X, self.n_components, random_state)
@@ -304,6 +307,26 @@ def make_mixture(
         warm_start=True,
         random_state=random_state,
     )
+
+
+def refit_from_partition(mixture, Z, labels, max_iter):
+    """A fresh copy of ``mixture`` fitted on ``Z`` from the hard partition ``labels``.
+
+    Component ``k`` starts from the codes labelled ``k``, so the components keep
+    the partition's order. ``max_iter`` variational iterations follow; a
+    single one fits the components' shapes to the partition without moving
+    towards another. A label without codes gives its component the prior.
+    """
+    mixture = clone(mixture).set_params(max_iter=max_iter)
+    _regularize_default_covariance_prior(mixture, Z)
+    mixture._start_partition = np.asarray(labels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            mixture.fit(Z)
+    finally:
+        del mixture._start_partition
+    return mixture
 
 
 def fit_mixture(mixture, Z, max_iter=None, keep_all_components=False):

@@ -459,18 +459,19 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     def _collapse_advice(self):
         return "Lower clustering_weight or learning_rate, or use fewer n_iter."
 
-    def _fit_e_step_mixture(self, mixture, Z, max_iter):
-        mixture = super()._fit_e_step_mixture(mixture, Z, max_iter)
+    def _fit_e_step_mixture(self, mixture, Z, max_iter, rows=None):
+        mixture = super()._fit_e_step_mixture(mixture, Z, max_iter, rows)
         if max_iter is not None:
             return mixture  # warm refits keep the truncation
         # The first E-step: while every component holds codes, the truncation
         # may be what limits the count, so double it and fit again.
-        while len(
-            occupied_components(mixture, Z)
-        ) == mixture.n_components and 2 * mixture.n_components * MIN_ROWS_PER_COMPONENT <= len(Z):
+        Z_fit = Z if rows is None else Z[rows]
+        while len(occupied_components(mixture, Z_fit)) == mixture.n_components and (
+            2 * mixture.n_components * MIN_ROWS_PER_COMPONENT <= len(Z_fit)
+        ):
             self.n_components_ = 2 * mixture.n_components
             mixture = make_mixture(random_state=mixture.random_state, **self._mixture_params())
-            mixture = super()._fit_e_step_mixture(mixture, Z, None)
+            mixture = super()._fit_e_step_mixture(mixture, Z, None, rows)
         return mixture
 
     def _check_result(self):

@@ -308,6 +308,34 @@ def test_umap_start_clusters_reproducibly():
     assert adjusted_rand_score(y, first.labels_) > 0.8
 
 
+def test_umap_started_e_steps_refit_to_the_first_partition(monkeypatch):
+    pytest.importorskip("umap")
+    from skdiffclust import cluster_ddpm
+
+    X, _ = blobs(n_samples=90)
+    seen = []
+
+    def recording(mixture, Z, labels, max_iter):
+        seen.append(np.array(labels))
+        return refit(mixture, Z, labels, max_iter)
+
+    refit = cluster_ddpm.refit_from_partition
+    monkeypatch.setattr(cluster_ddpm, "refit_from_partition", recording)
+    model = small(ClusterDDPM, init_params="umap", n_iter=3, random_state=0).fit(X)
+    assert len(seen) == 4  # every E-step, the first (UMAP's partition) included
+    for labels in seen[1:]:
+        np.testing.assert_array_equal(labels, seen[0])
+    assert not hasattr(model, "_umap_partition")  # it belongs to one fit
+    # A warm-started fit keeps the fitted mixture's partition of its data.
+    seen.clear()
+    model.set_params(warm_start=True, n_iter=1).fit(X)
+    np.testing.assert_array_equal(seen[0], model.mixture_.predict(model.transform(X)))
+    # On a subsample, each E-step refits on its rows' share of the partition.
+    seen.clear()
+    small(ClusterDDPM, init_params="umap", n_iter=2, e_step_max_samples=40).fit(X)
+    assert [len(labels) for labels in seen] == [40, 40, 40]
+
+
 def test_umap_start_without_umap_fails_before_training(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "umap", None)
     model = small(ClusterDDPM, init_params="umap")

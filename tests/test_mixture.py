@@ -15,6 +15,7 @@ from skdiffclust._mixture import (
     fit_mixture,
     make_mixture,
     occupied_components,
+    refit_from_partition,
     umap_labels,
     ward_labels,
 )
@@ -118,6 +119,22 @@ def test_umap_start_is_the_mixtures_start_and_keeps_torchs_threads():
     again = _latent_mixture("umap", n_components=3, random_state=0).fit(Z).predict(Z)
     np.testing.assert_array_equal(labels, again)
     assert adjusted_rand_score(umap_labels(Z, 3, np.random.RandomState(0)), labels) == 1.0
+
+
+def test_refit_from_partition_keeps_the_partitions_order_and_forgets_the_old_fit():
+    Z, y = _three_blobs()
+    fitted = _latent_mixture("kmeans", n_components=3).fit(Z)
+    order = np.array([2, 0, 1])  # component order[k] is blob k
+    refit = refit_from_partition(fitted, Z, order[y], max_iter=1)
+    assert refit is not fitted
+    np.testing.assert_array_equal(refit.predict(Z), order[y])
+    centres = np.stack([Z[y == k].mean(axis=0) for k in range(3)])
+    np.testing.assert_allclose(refit.means_[order], centres, atol=0.15)  # the prior shrinks them
+    assert refit.n_iter_ == 1 and refit.max_iter == 1
+    assert not hasattr(refit, "_start_partition")
+    # The partition is used once: a later plain fit starts as the parameters say.
+    again = clone(refit).set_params(max_iter=100).fit(Z)
+    assert adjusted_rand_score(y, again.predict(Z)) == 1.0
 
 
 # ---------------------------------------------------------------- warm refits
