@@ -313,10 +313,12 @@ def summary_rows(records):
             acc = [r["acc"] for r in group]
             name = LABELS.get(method, method)
             value = f"{np.mean(acc):.3f} ± {np.std(acc):.3f} (n={len(acc)})"
-            if method not in METHODS:
-                target = "report" if method in EQUAL_TIME or method in PEERS else ""
+            # A variant of ours is a candidate for its base method's targets.
+            base = VARIANTS.get(method, (method,))[0]
+            if base not in METHODS:
+                target = "report"
             else:
-                target = TARGETS[f"{method} ACC"] if target_here else ""
+                target = TARGETS[f"{base} ACC"] if target_here else ""
             rows.append((setting, f"{name} ACC", value, target))
             if method == "DeepDPGMM":
                 ks = ", ".join(str(r["n_clusters"]) for r in group)
@@ -335,7 +337,7 @@ def summary_rows(records):
                     setting,
                     f"{name} wall time per fit",
                     f"{np.mean(seconds):.1f} min (max {np.max(seconds):.1f}; {epochs})",
-                    TIME_TARGET if target_here and method in METHODS else "",
+                    TIME_TARGET if target_here and base in METHODS else "",
                 )
             )
     return rows
@@ -371,7 +373,13 @@ def merge_records(old, new):
 
 
 #: Short names of the equal-time rows on the figure's axis.
-FIGURE_NAMES = {"authors": "authors'", "unet": "U-Net"}
+FIGURE_NAMES = {
+    "authors": "authors'",
+    "unet": "U-Net",
+    "ClusterDDPM": "Cluster-\nDDPM",
+    "ClusterDDPM-umap": "Cluster-\nDDPM\nUMAP",
+    "DeepDPGMM": "Deep-\nDPGMM",
+}
 
 
 def figure(records, path):
@@ -382,8 +390,17 @@ def figure(records, path):
     import matplotlib.pyplot as plt
 
     datasets = sorted({r["dataset"] for r in records}, key=lambda d: d != "mnist5k")
+    n_groups = [
+        len({(r["method"], r["augmentation"]) for r in records if r["dataset"] == d})
+        for d in datasets
+    ]
     fig, axes = plt.subplots(
-        1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False, sharey=True
+        1,
+        len(datasets),
+        figsize=(0.75 * sum(n_groups) + 1.5, 4.0),
+        squeeze=False,
+        sharey=True,
+        gridspec_kw={"width_ratios": n_groups},
     )
     for ax, dataset in zip(axes[0], datasets, strict=True):
         mine = [r for r in records if r["dataset"] == dataset]

@@ -171,3 +171,21 @@ def test_a_variant_runs_under_its_own_name_with_its_settings(tmp_path, monkeypat
     ]
     assert [(m.init_params, m.denoiser) for m in built] == [("umap", "mlp")]
     assert "| digits, (1, 8, 8), off | ClusterDDPM-umap ACC |" in paths["md"].read_text()
+
+
+def test_a_variant_is_held_to_its_base_methods_targets():
+    record = {
+        "dataset": "mnist5k",
+        "image_shape": "(1, 28, 28)",
+        "augmentation": "affine",
+        "seed": 0,
+        "acc": 0.91,
+        "seconds": 60.0,
+        "pretrain_epochs": 250,
+        "n_iter": 30,
+    }
+    rows = images.summary_rows([record | {"method": m} for m in ("ClusterDDPM-umap", "unet")])
+    targets = {measure: target for _, measure, _, target in rows}
+    assert targets["ClusterDDPM-umap ACC"] == images.TARGETS["ClusterDDPM ACC"]
+    assert targets["ClusterDDPM-umap wall time per fit"] == images.TIME_TARGET
+    assert targets[f"{images.LABELS.get('unet', 'unet')} ACC"] == "report"
