@@ -372,7 +372,7 @@ def merge_records(old, new):
     return [r for r in old if _fit_key(r) not in refitted] + list(new)
 
 
-#: Short names of the equal-time rows on the figure's axis.
+#: Short names of the methods on the figure's axis (line breaks keep the labels apart).
 FIGURE_NAMES = {
     "authors": "authors'",
     "unet": "U-Net",

@@ -550,15 +550,13 @@ class BaseDeepClusterer(
                 _distributed.synchronized_batches(ctx),
             ):
                 self._fit_loop(Xs, device, random_state, continuing, progress, callbacks)
-            del self._dist
-            self.__dict__.pop("_batch_order", None)
+            self._drop_fit_state()
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt) and progress["checkpoint"] is not None:
                 # Keep the last completed iteration, so that the estimator is
                 # usable and ``warm_start=True`` can continue from it.
                 self._restore(progress["checkpoint"], Xs, device)
-                for name in ("_dist", "_data_parallel", "_batch_order"):
-                    self.__dict__.pop(name, None)
+                self._drop_fit_state()
             else:
                 # Divergence, an error or an interrupt before the first
                 # iteration: leave the estimator as it was.
@@ -737,6 +735,14 @@ class BaseDeepClusterer(
     #: Refit the mixture from scratch when a warm refit loses a component
     #: (for estimators whose number of clusters is given).
     _keep_all_components = False
+
+    #: Private attributes that live for one call of ``fit`` only: the
+    #: distributed context, its DDP wrappers and row order.
+    _fit_state_attributes = ("_dist", "_data_parallel", "_batch_order")
+
+    def _drop_fit_state(self):
+        for name in self._fit_state_attributes:
+            self.__dict__.pop(name, None)
 
     #: EM stops when the latent spread falls below this fraction of its value
     #: after pretraining: the denoiser or decoder can no longer read the codes.

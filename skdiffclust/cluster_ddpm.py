@@ -224,9 +224,9 @@ class ClusterDDPM(BaseDeepClusterer):
         them but keep UMAP's partition. Free refits drift, E-step after
         E-step, towards a likelier Gaussian partition that cuts across the
         manifolds. The KL term then only shapes the codes, so pair it with a
-        small ``kl_weight`` (0.01 on 28x28 images) and more
-        ``pretrain_epochs``: at the default weight the codes' spread shrinks
-        every EM iteration, and the accuracy with it.
+        ``kl_weight`` below ``"auto"`` and more ``pretrain_epochs``: a large
+        weight shrinks the codes' spread every EM iteration, and the accuracy
+        with it (the user guide gives the settings measured on images).
 
     pretrain_epochs : int, default=100
         Epochs of the plain denoising loss before the first E-step. They take
@@ -387,6 +387,9 @@ class ClusterDDPM(BaseDeepClusterer):
     _network_roles = {"encoder": "encoder", "denoiser": "denoiser"}
     _keep_all_components = True
 
+    #: The UMAP partition that the E-steps keep belongs to one fit's data.
+    _fit_state_attributes = (*BaseDeepClusterer._fit_state_attributes, "_umap_partition")
+
     def __init__(
         self,
         n_clusters=8,
@@ -503,8 +506,9 @@ class ClusterDDPM(BaseDeepClusterer):
             random_state = check_random_state(mixture.random_state)
             labels = umap_labels(Z_fit, mixture.n_components, random_state)
             mixture = refit_from_partition(mixture, Z_fit, labels, _UMAP_E_STEP_MAX_ITER)
-            partition = labels if rows is None else mixture.predict(Z)
+            partition = labels
             if rows is not None:
+                partition = mixture.predict(Z)
                 partition[rows] = labels
             self._umap_partition = partition
             return mixture
@@ -521,10 +525,6 @@ class ClusterDDPM(BaseDeepClusterer):
             partition if rows is None else partition[rows],
             _UMAP_E_STEP_MAX_ITER,
         )
-
-    def _check_result(self):
-        # The kept partition belongs to the data of one fit.
-        self.__dict__.pop("_umap_partition", None)
 
     def _schedule(self, device):
         """The noise schedule of the fitted model on ``device`` (cached)."""

@@ -314,12 +314,12 @@ def test_umap_started_e_steps_refit_to_the_first_partition(monkeypatch):
 
     X, _ = blobs(n_samples=90)
     seen = []
+    refit = cluster_ddpm.refit_from_partition
 
     def recording(mixture, Z, labels, max_iter):
         seen.append(np.array(labels))
         return refit(mixture, Z, labels, max_iter)
 
-    refit = cluster_ddpm.refit_from_partition
     monkeypatch.setattr(cluster_ddpm, "refit_from_partition", recording)
     model = small(ClusterDDPM, init_params="umap", n_iter=3, random_state=0).fit(X)
     assert len(seen) == 4  # every E-step, the first (UMAP's partition) included
