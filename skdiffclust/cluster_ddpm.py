@@ -201,29 +201,24 @@ class ClusterDDPM(BaseDeepClusterer):
     weight_concentration_prior : float, default=None
         Concentration of the weight prior; None means ``1 / n_clusters``.
 
-    init_params : {"ward", "umap", "kmeans", "k-means++", "random", \
-            "random_from_data"}, default="ward"
-        How the first E-step's mixture is initialised. ``"ward"`` starts from
-        Ward's agglomerative clustering of the latent means (on a random subset
-        of 5,000 of them for larger data). ``"umap"`` starts from a Gaussian
-        mixture on a UMAP embedding of the latent means (``n_clusters``
-        dimensions, ``min_dist=0``, as in N2D); it needs umap-learn
-        (``pip install 'skdiffclust[umap]'``) and adds UMAP's time to the
-        first E-step. The others are those of
-        :class:`~sklearn.mixture.BayesianGaussianMixture`. The mixture's fit
-        ends in the local optimum nearest its start, and the likeliest optimum
-        is not always the best clustering: Ward's tree follows the local
-        structure of the codes, where k-means starts cut across it, and UMAP
-        follows classes that lie on curved, non-Gaussian manifolds of the
-        code space, as images' classes can (see the user guide). Try
-        ``"umap"`` when a clustering of UMAP embeddings of the codes beats
-        the fitted one. With ``"umap"`` the first E-step's partition is kept
-        for the whole fit: every later E-step refits each component to its
-        rows of that partition, with a single variational iteration on the
-        current codes, so the components follow the codes as training moves
-        them but keep UMAP's partition. Free refits drift, E-step after
-        E-step, towards a likelier Gaussian partition that cuts across the
-        manifolds. The KL term then only shapes the codes, so pair it with a
+    init_params : {"umap", "ward", "kmeans", "k-means++", "random", \
+            "random_from_data"}, default="umap"
+        How the first E-step's mixture is initialised. ``"umap"`` partitions
+        the latent means by a Gaussian mixture on their UMAP embedding
+        (``n_clusters`` dimensions, ``min_dist=0``, as in N2D; the likeliest
+        of 10 starts), and keeps that partition for the whole fit: every later
+        E-step refits each component to its rows of it, with a single
+        variational iteration on the current codes, so the components follow
+        the codes as training moves them but the partition cannot drift to a
+        likelier Gaussian one that cuts across the classes. UMAP follows
+        classes that lie on curved, non-Gaussian manifolds of the code space;
+        its first call in a process compiles numba's code (about 12 s).
+        ``"ward"`` starts from Ward's agglomerative clustering of the latent
+        means (on a random subset of 5,000 of them for larger data) and lets
+        every E-step refit the mixture freely: choose it when the classes are
+        compact Gaussian groups, or to avoid UMAP's cost. The others are those
+        of :class:`~sklearn.mixture.BayesianGaussianMixture`. With ``"umap"``
+        the KL term only shapes the codes, so on images pair it with a
         ``kl_weight`` below ``"auto"`` and more ``pretrain_epochs``: a large
         weight shrinks the codes' spread every EM iteration, and the accuracy
         with it (the user guide gives the settings measured on images).
@@ -410,7 +405,7 @@ class ClusterDDPM(BaseDeepClusterer):
         covariance_type="full",
         weight_concentration_prior_type="dirichlet_distribution",
         weight_concentration_prior=None,
-        init_params="ward",
+        init_params="umap",
         pretrain_epochs=100,
         n_iter=30,
         batch_size=128,

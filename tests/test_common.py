@@ -503,13 +503,12 @@ def test_interrupt_keeps_last_iteration_and_warm_start_continues(estimator, monk
 
 @estimators
 def test_interrupt_during_e_step_is_never_half_written(estimator, monkeypatch):
-    import skdiffclust._base as base
-
     X, _ = blobs()
     model = clone(estimator)
+    cls = type(model)
     # The first E-step follows pretraining; interrupt the second one, which
     # refits the mixture after the first network step.
-    monkeypatch.setattr(base, "fit_mixture", _interrupt_after(base.fit_mixture, 2))
+    monkeypatch.setattr(cls, "_fit_e_step_mixture", _interrupt_after(cls._fit_e_step_mixture, 2))
     with pytest.raises(KeyboardInterrupt):
         model.fit(X)
     assert model.history_["loss"] == []
@@ -581,17 +580,16 @@ def test_verbose_reports_every_epoch(estimator, capsys):
 # ------------------------------------------------------------ E-step subsample
 @estimators
 def test_e_step_on_a_subsample(estimator, monkeypatch):
-    from skdiffclust import _base
-
     X, y = blobs(n_samples=90)
     fitted_sizes = []
-    fit_mixture = _base.fit_mixture
+    cls = type(estimator)
+    fit_e_step_mixture = cls._fit_e_step_mixture
 
-    def recording_fit_mixture(mixture, Z, **kwargs):
-        fitted_sizes.append(len(Z))
-        return fit_mixture(mixture, Z, **kwargs)
+    def recording_fit(self, mixture, Z, max_iter, rows=None):
+        fitted_sizes.append(len(Z) if rows is None else len(rows))
+        return fit_e_step_mixture(self, mixture, Z, max_iter, rows)
 
-    monkeypatch.setattr(_base, "fit_mixture", recording_fit_mixture)
+    monkeypatch.setattr(cls, "_fit_e_step_mixture", recording_fit)
     model = clone(estimator).set_params(e_step_max_samples=40).fit(X)
     assert fitted_sizes == [40] * (model.n_iter + 1)
     # Every sample still gets a label, from the mixture fitted on the subsets.

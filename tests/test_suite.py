@@ -20,7 +20,14 @@ from benchmarks.report import (
     wins_ties_losses,
     write_csv,
 )
-from benchmarks.suite import QUICK_DATASETS, SUITE_METHODS, build_parser, main
+from benchmarks.suite import (
+    QUICK_DATASETS,
+    SUITE_METHODS,
+    _in_order,
+    build_parser,
+    default_methods,
+    main,
+)
 from benchmarks.suite_datasets import SUITE_DATASETS
 from skdiffclust import ClusterDDPM, DeepDPGMMClusterer
 
@@ -86,6 +93,22 @@ def test_deep_factories_apply_image_shape_and_epoch_budget(name, estimator):
         key: estimator.get_params()[key] for key in ("pretrain_epochs", "n_iter", "image_shape")
     }
     assert SUITE_METHODS[name].make(info, 0, True).pretrain_epochs == 2
+
+
+def test_the_start_variant_runs_when_named():
+    info = DataInfo(100, 4, 3)
+    assert SUITE_METHODS["ClusterDDPM"].make(info, 0, False).init_params == "umap"
+    assert SUITE_METHODS["ClusterDDPM-ward"].make(info, 0, False).init_params == "ward"
+    assert "ClusterDDPM-ward" not in default_methods()
+    assert {"ClusterDDPM", "DeepDPGMM", "KMeans"} <= set(default_methods())
+    # The report lists the methods in the suite's order, whatever order they ran in.
+    records = _records({("a", "KMeans"): [0.5], ("a", "ClusterDDPM-ward"): [0.6]})
+    records += _records({("a", "ClusterDDPM"): [0.7]})
+    assert [r["method"] for r in _in_order(records, [])] == [
+        "ClusterDDPM",
+        "ClusterDDPM-ward",
+        "KMeans",
+    ]
 
 
 def _records(table, method_k=None):
