@@ -66,7 +66,9 @@ VARIANTS = {
     "ClusterDDPM-umap": (
         "ClusterDDPM",
         {"init_params": "umap", "pretrain_epochs": 250, "kl_weight": 0.01},
-    )
+    ),
+    # The default start before 2026-12-03.
+    "ClusterDDPM-ward": ("ClusterDDPM", {"init_params": "ward"}),
 }
 
 #: The columns of ``images.csv``, and the numeric ones among them.
@@ -378,6 +380,7 @@ FIGURE_NAMES = {
     "unet": "U-Net",
     "ClusterDDPM": "Cluster-\nDDPM",
     "ClusterDDPM-umap": "Cluster-\nDDPM\nUMAP",
+    "ClusterDDPM-ward": "Cluster-\nDDPM\nWard",
     "DeepDPGMM": "Deep-\nDPGMM",
 }
 
