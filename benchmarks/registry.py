@@ -197,9 +197,12 @@ def _make_cluster_ddpm_ward(info, seed, tiny):
 
 
 def _warm_up_cluster_ddpm(estimator, X):
-    """Compile the UMAP of ClusterDDPM's default start: a two-epoch fit on 200 rows."""
-    rows = X[np.random.RandomState(0).permutation(len(X))[:200]]
-    clone(estimator).set_params(**TINY_DEEP_PARAMS).fit(rows)
+    """Compile the UMAP of ClusterDDPM's default start (see :func:`compile_umap`),
+    on float32 rows like the latent codes it partitions."""
+    from skdiffclust._mixture import umap_embedder
+
+    umap = umap_embedder((len(X), estimator.latent_dim), estimator.n_clusters, 0)
+    compile_umap(umap, X.astype(np.float32))
 
 
 def _make_deep_dpgmm(info, seed, tiny):

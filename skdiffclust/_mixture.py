@@ -72,6 +72,20 @@ def check_umap_installed():
         ) from exc
 
 
+def umap_embedder(shape, n_clusters, seed):
+    """The unfitted UMAP of :func:`umap_labels` for codes of ``shape`` (n_samples, n_dims)."""
+    from umap import UMAP
+
+    n_samples, n_dims = shape
+    return UMAP(
+        n_components=max(2, min(n_clusters, n_dims)),
+        n_neighbors=min(UMAP_N_NEIGHBORS, n_samples - 1),
+        min_dist=0.0,
+        random_state=seed,
+        n_jobs=1,
+    )
+
+
 def umap_labels(Z, n_clusters, random_state):
     """Partition ``Z`` by a Gaussian mixture on its UMAP embedding.
 
@@ -81,23 +95,13 @@ def umap_labels(Z, n_clusters, random_state):
     that clusters which are not Gaussian in the code space become Gaussian
     in the embedding.
     """
-    from umap import UMAP
-
     seed = int(random_state.randint(np.iinfo(np.int32).max))
-    n_neighbors = min(UMAP_N_NEIGHBORS, len(Z) - 1)
-    n_components = max(2, min(n_clusters, Z.shape[1]))
     threads = torch.get_num_threads()
     try:
         with warnings.catch_warnings():
             # Small data: UMAP warns that it falls back to a random start.
             warnings.simplefilter("ignore", UserWarning)
-            embedding = UMAP(
-                n_components=n_components,
-                n_neighbors=n_neighbors,
-                min_dist=0.0,
-                random_state=seed,
-                n_jobs=1,
-            ).fit_transform(Z)
+            embedding = umap_embedder(Z.shape, n_clusters, seed).fit_transform(Z)
     finally:
         # numba's threading layer resets torch's thread count when it starts.
         torch.set_num_threads(threads)
