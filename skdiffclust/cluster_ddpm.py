@@ -212,7 +212,8 @@ class ClusterDDPM(BaseDeepClusterer):
         the codes as training moves them but the partition cannot drift to a
         likelier Gaussian one that cuts across the classes. UMAP follows
         classes that lie on curved, non-Gaussian manifolds of the code space;
-        its first call in a process compiles numba's code (about 12 s).
+        its first call in a process compiles numba's code (see the user guide
+        for the cost).
         ``"ward"`` starts from Ward's agglomerative clustering of the latent
         means (on a random subset of 5,000 of them for larger data) and lets
         every E-step refit the mixture freely: choose it when the classes are
