@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .distributed_gather import _free_port
+from .distributed_gather import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("ClusterDDPM", "DeepDPGMM")
@@ -93,7 +93,7 @@ def _run(method, seed, world_size, quick):
             command = [sys.executable, *worker]
         else:
             command = [sys.executable, "-m", "torch.distributed.run"]
-            command += [f"--nproc-per-node={world_size}", f"--master-port={_free_port()}"]
+            command += [f"--nproc-per-node={world_size}", f"--master-port={free_port()}"]
             command += worker
         env = dict(os.environ, OMP_NUM_THREADS="1")
         subprocess.run(command, check=True, env=env, cwd=Path(__file__).resolve().parents[1])

@@ -42,7 +42,8 @@ N_FEATURES = 16
 MAX_SAMPLES = 10_000
 
 
-def _free_port():
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a local process group)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -230,7 +231,7 @@ def main(argv=None):
         _rank_main,
         args=(
             args.world_size,
-            _free_port(),
+            free_port(),
             sizes,
             [(name, n_parameters) for name, n_parameters, _, _ in models],
             args.repeats,

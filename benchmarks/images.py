@@ -353,9 +353,21 @@ def markdown(records, header=()):
 
 
 def read_records(path):
-    """The records of an ``images.csv``, with numbers as numbers."""
+    """The records of an ``images.csv``, with numbers as numbers.
+
+    Raises ValueError, naming the missing columns, on a file that lacks some
+    of :data:`COLUMNS` (one written by an older version of this script).
+    """
     with open(path, newline="") as file:
-        records = list(csv.DictReader(file))
+        reader = csv.DictReader(file)
+        missing = [column for column in COLUMNS if column not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(
+                f"{path} lacks the columns {', '.join(missing)}: it was written by an older "
+                "version of benchmarks.images. Move it away, or run without --append to "
+                "replace it."
+            )
+        records = list(reader)
     for record in records:
         for column in INTEGER_COLUMNS:
             record[column] = int(record[column])

@@ -7,7 +7,6 @@ and send back their results.
 """
 
 import queue
-import socket
 import traceback
 from datetime import timedelta
 
@@ -17,6 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from benchmarks.distributed_gather import free_port
 from skdiffclust.distributed import (
     allreduce_bytes,
     count_communication,
@@ -38,12 +38,6 @@ SCENARIO_TIMEOUT = 60
 
 #: Seconds for both ranks to start and join the process group.
 STARTUP_TIMEOUT = 120
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _global_codes(n_samples, n_features=3):
@@ -317,7 +311,7 @@ class _World:
         context = mp.get_context("spawn")
         self.tasks = [context.Queue() for _ in range(WORLD_SIZE)]
         self.results = context.Queue()
-        port = _free_port()
+        port = free_port()
         self.processes = [
             context.Process(
                 target=_worker, args=(rank, WORLD_SIZE, port, self.tasks[rank], self.results)

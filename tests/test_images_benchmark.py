@@ -196,3 +196,10 @@ def test_the_ward_variant_keeps_the_former_default_start():
     assert images.build("ClusterDDPM", shape, None, 0, True).init_params == "umap"
     ward = images.build("ClusterDDPM-ward", shape, None, 0, True)
     assert (ward.init_params, ward.denoiser) == ("ward", "mlp")
+
+
+def test_an_older_csv_is_named_with_its_missing_columns(tmp_path):
+    path = tmp_path / "images.csv"
+    path.write_text("dataset,method,seed,acc\ndigits,DeepDPGMM,0,0.9\n")
+    with pytest.raises(ValueError, match="lacks the columns .*threads, command.*without --append"):
+        read_records(path)
