@@ -67,7 +67,7 @@ def _worker(args):
         model.fit(X)
     seconds = time.perf_counter() - start
     if world_size == 1 or dist.get_rank() == 0:
-        epochs = model.pretrain_epochs + model.n_iter
+        epochs = model.pretrain_epochs_ + model.n_iter
         result = {
             "method": args.method,
             "seed": args.seed,

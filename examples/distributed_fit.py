@@ -57,7 +57,7 @@ def main(argv=None):
     with count_communication() as log:
         model.fit(X)
     seconds = time.perf_counter() - start
-    epochs = model.pretrain_epochs + model.n_iter
+    epochs = model.pretrain_epochs_ + model.n_iter
     if rank == 0:
         acc = clustering_accuracy(y, model.labels_)
         print(

@@ -617,6 +617,20 @@ class BaseDeepClusterer(
         codes = _distributed.shard_indices(len(Xs), ctx.rank, ctx.world_size)
         return _Data(train=Xs, codes=Xs[torch.as_tensor(codes, device=Xs.device)])
 
+    def _steps_per_epoch(self, n_samples):
+        """Optimisation steps of one epoch on ``n_samples`` rows (on every rank)."""
+        ctx = getattr(self, "_dist", None)
+        world_size = 1 if ctx is None else ctx.world_size
+        step = int(self.batch_size) * world_size
+        n_steps = -(-n_samples // step)
+        if n_steps > 1 and n_samples - (n_steps - 1) * step < 2 * world_size:
+            n_steps -= 1  # a rank's batch of one breaks batch normalisation
+        return n_steps
+
+    def _n_pretrain_epochs(self, n_samples):
+        """The number of pretraining epochs on ``n_samples`` rows."""
+        return self.pretrain_epochs
+
     def _minibatches(self, n_samples, device):
         """Row indices of this process's minibatches for one epoch.
 
@@ -631,23 +645,22 @@ class BaseDeepClusterer(
             order = torch.randperm(n_samples, device=device)
         else:
             order = torch.randperm(n_samples, generator=self._batch_order).to(device)
-        batches = order.split(int(self.batch_size) * world_size)
-        if len(batches) > 1 and len(batches[-1]) < 2 * world_size:
-            batches = batches[:-1]  # a rank's batch of one breaks batch normalisation
+        batches = order.split(int(self.batch_size) * world_size)[: self._steps_per_epoch(n_samples)]
         if world_size > 1:
             batches = [batch.tensor_split(world_size)[ctx.rank] for batch in batches]
         return batches
 
     def _pretrain(self, data, optimizer, history, random_state, callbacks):
         """The pretraining epochs and the first E-step; returns the mixture."""
-        for epoch in range(self.pretrain_epochs):
+        n_epochs = self.pretrain_epochs_ = self._n_pretrain_epochs(len(data.train))
+        for epoch in range(n_epochs):
             loss, seconds = self._timed_epoch(
                 data.train,
                 self._pretrain_loss,
                 optimizer,
                 "pretrain",
                 epoch,
-                self.pretrain_epochs,
+                n_epochs,
                 callbacks,
             )
             history["pretrain_loss"].append(loss)
@@ -658,7 +671,7 @@ class BaseDeepClusterer(
                 self,
                 stage="pretrain",
                 epoch=epoch,
-                n_epochs=self.pretrain_epochs,
+                n_epochs=n_epochs,
                 loss=loss,
                 seconds=seconds,
             )

@@ -293,6 +293,9 @@ class ClusterDDPM(BaseDeepClusterer):
         Number of clusters that hold training samples (at most
         ``n_clusters``; a mixture component can empty during training).
 
+    pretrain_epochs_ : int
+        The pretraining epochs run (``pretrain_epochs``).
+
     components_ : ndarray of shape (n_clusters_,)
         Indices into ``mixture_``'s components of the clusters, in label order.
 

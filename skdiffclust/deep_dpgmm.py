@@ -1,6 +1,7 @@
 """DeepDPGMMClusterer: autoencoder clustering with a Dirichlet-process mixture."""
 
 import dataclasses
+import math
 import warnings
 
 import numpy as np
@@ -33,6 +34,11 @@ MIN_ROWS_PER_COMPONENT = 5
 AUTO_SCALE = 1.7
 AUTO_SCALE_SAMPLES = 1800
 
+#: ``pretrain_epochs="auto"`` is AUTO_PRETRAIN_EPOCHS epochs, or as many as make
+#: MIN_PRETRAIN_STEPS optimisation steps when the epochs are short.
+AUTO_PRETRAIN_EPOCHS = 150
+MIN_PRETRAIN_STEPS = 1500
+
 
 def auto_cluster_scale(n_samples):
     """The prior scale ``cluster_scale="auto"`` gives a mixture fitted on ``n_samples`` rows.
@@ -44,6 +50,18 @@ def auto_cluster_scale(n_samples):
     exponent is empirical (see the user guide, "The Dirichlet-process prior").
     """
     return AUTO_SCALE * (n_samples / AUTO_SCALE_SAMPLES) ** 0.25
+
+
+def auto_pretrain_epochs(steps_per_epoch):
+    """The pretraining epochs ``pretrain_epochs="auto"`` gives epochs of ``steps_per_epoch`` steps.
+
+    ``max(AUTO_PRETRAIN_EPOCHS, ceil(MIN_PRETRAIN_STEPS / steps_per_epoch))``:
+    an epoch of a small data set is one or two minibatches, and 150 of them
+    leave the autoencoder far from trained, so the pretraining runs at least
+    1,500 steps (as many as 150 epochs make on 1,280 rows with the default
+    ``batch_size``). See the user guide, "Pretraining length".
+    """
+    return max(AUTO_PRETRAIN_EPOCHS, math.ceil(MIN_PRETRAIN_STEPS / steps_per_epoch))
 
 
 class DeepDPGMMClusterer(BaseDeepClusterer):
@@ -189,9 +207,14 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         latent space with fewer components. The clustering loss compares
         q(z|x) with the diagonal of a full component's covariance.
 
-    pretrain_epochs : int, default=150
+    pretrain_epochs : int or "auto", default="auto"
         Epochs of the plain reconstruction loss before the first E-step. They
         take most of the fit time; fewer give codes that cluster worse.
+        ``"auto"`` is 150 epochs, or more on data sets of fewer than 1,280
+        rows (with the default ``batch_size``): as many as make 1,500
+        optimisation steps, since an epoch of a small data set is only one or
+        two minibatches (see :func:`auto_pretrain_epochs`). The value used is
+        ``pretrain_epochs_``.
 
     n_iter : int, default=30
         EM iterations, each one epoch of the network step then an E-step.
@@ -250,6 +273,10 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     n_clusters_ : int
         Number of clusters found: the mixture components that hold training
         samples.
+
+    pretrain_epochs_ : int
+        The pretraining epochs run (``pretrain_epochs``, or its ``"auto"``
+        value).
 
     cluster_scale_ : float
         The prior scale used (``cluster_scale``, or its ``"auto"`` value).
@@ -341,6 +368,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     _parameter_constraints = {
         **BaseDeepClusterer._parameter_constraints,
         "n_components": [integers(1)],
+        "pretrain_epochs": [integers(0), StrOptions({"auto"})],
         "latent_dim": [integers(1), None],
         "divergence": [StrOptions({"ajs", "kl"})],
         "alpha": [reals(0, 1)],
@@ -380,7 +408,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         init_params="ward",
         cluster_scale="auto",
         covariance_type="full",
-        pretrain_epochs=150,
+        pretrain_epochs="auto",
         n_iter=30,
         batch_size=128,
         learning_rate=1e-3,
@@ -450,6 +478,11 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         self._augmentation = TrainingAugmentation.from_preset(
             self.augmentation, self.network_spec_.image_shape, self.augmentation_strength
         )
+
+    def _n_pretrain_epochs(self, n_samples):
+        if self.pretrain_epochs == "auto":
+            return auto_pretrain_epochs(self._steps_per_epoch(n_samples))
+        return self.pretrain_epochs
 
     def _build_networks(self, spec):
         networks = super()._build_networks(spec)

@@ -6,6 +6,8 @@ generic scikit-learn checks, pickling, pipelines and RNG isolation are in
 ``test_common.py``.
 """
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -184,6 +186,37 @@ def test_e_step_sees_exactly_standardised_codes():
     # The E-step standardises its one pass of raw means exactly as the encoder does.
     Xs = torch.as_tensor(model._scale(X))
     np.testing.assert_array_equal(model._e_step_latents(Xs), model._encode_mean(Xs))
+
+
+def test_auto_pretrain_epochs_run_at_least_the_minimum_of_steps(monkeypatch):
+    from skdiffclust import deep_dpgmm
+    from skdiffclust.deep_dpgmm import AUTO_PRETRAIN_EPOCHS, MIN_PRETRAIN_STEPS
+
+    assert deep_dpgmm.auto_pretrain_epochs(1) == MIN_PRETRAIN_STEPS
+    assert deep_dpgmm.auto_pretrain_epochs(3) == math.ceil(MIN_PRETRAIN_STEPS / 3)
+    assert deep_dpgmm.auto_pretrain_epochs(1000) == AUTO_PRETRAIN_EPOCHS
+    # The same rule on a scale the tests can afford.
+    monkeypatch.setattr(deep_dpgmm, "AUTO_PRETRAIN_EPOCHS", 2)
+    monkeypatch.setattr(deep_dpgmm, "MIN_PRETRAIN_STEPS", 12)
+    X, _ = make_blobs(n_samples=70, centers=3, n_features=5, random_state=0)
+    # 70 rows in batches of 32: 3 steps (the last of 6 rows), so 4 epochs.
+    model = small(DeepDPGMMClusterer, pretrain_epochs="auto", n_iter=0).fit(X)
+    assert model.pretrain_epochs_ == 4
+    assert len(model.history_["pretrain_loss"]) == 4
+    # 65 rows: the last batch of one row is dropped, 2 steps, so 6 epochs.
+    model.fit(X[:65])
+    assert model.pretrain_epochs_ == 6
+    # Long epochs keep the base number; an integer is used as it is.
+    model.set_params(batch_size=2).fit(X)
+    assert model.pretrain_epochs_ == 2
+    model.set_params(pretrain_epochs=3).fit(X[:65])
+    assert model.pretrain_epochs_ == 3 == len(model.history_["pretrain_loss"])
+
+
+def test_the_default_pretraining_is_auto():
+    assert DeepDPGMMClusterer().pretrain_epochs == "auto"
+    with pytest.raises(ValueError, match="pretrain_epochs"):
+        DeepDPGMMClusterer(pretrain_epochs="long").fit(np.zeros((10, 2)))
 
 
 def test_auto_cluster_scale_grows_with_the_rows_the_mixture_sees():

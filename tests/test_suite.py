@@ -79,13 +79,14 @@ def test_suite_covers_its_families():
 
 
 @pytest.mark.parametrize(
-    "name, estimator", [("ClusterDDPM", ClusterDDPM()), ("DeepDPGMM", DeepDPGMMClusterer())]
+    "name, estimator, pretrain_epochs",
+    [("ClusterDDPM", ClusterDDPM(), 100), ("DeepDPGMM", DeepDPGMMClusterer(), 150)],
 )
-def test_deep_factories_apply_image_shape_and_epoch_budget(name, estimator):
+def test_deep_factories_apply_image_shape_and_epoch_budget(name, estimator, pretrain_epochs):
     info = DataInfo(50_000, 64, 8, image_shape=(1, 8, 8), epoch_scale=0.1)
     model = SUITE_METHODS[name].make(info, 0, False)
     assert model.get_params()["image_shape"] == (1, 8, 8)
-    assert model.pretrain_epochs == round(estimator.pretrain_epochs * 0.1)
+    assert model.pretrain_epochs == round(pretrain_epochs * 0.1)
     assert model.n_iter == round(estimator.n_iter * 0.1)
     # Without a budget the defaults stay; tiny runs override the budget.
     default = SUITE_METHODS[name].make(DataInfo(100, 4, 3), 0, False).get_params()
@@ -93,6 +94,12 @@ def test_deep_factories_apply_image_shape_and_epoch_budget(name, estimator):
         key: estimator.get_params()[key] for key in ("pretrain_epochs", "n_iter", "image_shape")
     }
     assert SUITE_METHODS[name].make(info, 0, True).pretrain_epochs == 2
+
+
+def test_the_budget_scales_the_epochs_auto_would_run():
+    # 300 rows in batches of 128 are 3 steps: "auto" runs 500 epochs there.
+    info = DataInfo(300, 4, 3, epoch_scale=0.1)
+    assert SUITE_METHODS["DeepDPGMM"].make(info, 0, False).pretrain_epochs == 50
 
 
 def test_the_start_variant_runs_when_named():
