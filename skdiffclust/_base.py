@@ -110,6 +110,23 @@ def _has_batch_norm(module):
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
+def _tensors_to_bytes(obj):
+    """``torch.save`` of ``obj`` with its tensors on the CPU (for the safe loader)."""
+    buffer = io.BytesIO()
+    torch.save(_to_cpu(obj), buffer)
+    return buffer.getvalue()
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {key: _to_cpu(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(value) for value in obj)
+    return obj
+
+
 def _gradients_finite(optimizer):
     """Whether every gradient the optimizer holds is finite (one float64 sum
     per tensor, which cannot overflow for float32 gradients)."""
@@ -585,13 +602,20 @@ class BaseDeepClusterer(
         self._data_parallel = _data_parallel_objective(networks, self._dist)
         params = [p for net in networks.values() for p in net.parameters()]
         optimizer = torch.optim.Adam(params, lr=self.learning_rate)
+        if continuing and getattr(self, "_optimizer_state", None) is not None:
+            # Adam's moment estimates go on where the last fit left them: a
+            # fresh optimiser would take full-size steps on every weight at
+            # first. A copy, so that a failed fit leaves the estimator intact.
+            optimizer.load_state_dict(copy.deepcopy(self._optimizer_state))
         if continuing:
-            progress["initial"] = progress["checkpoint"] = self._checkpoint(mixture, history)
+            progress["initial"] = progress["checkpoint"] = self._checkpoint(
+                mixture, history, optimizer
+            )
         _notify(callbacks, "on_fit_begin", self, n_samples=len(Xs), continuing=continuing)
         data = self._shard(Xs)
         if not continuing:
             mixture = self._pretrain(data, optimizer, history, random_state, callbacks)
-            progress["checkpoint"] = self._checkpoint(mixture, history)
+            progress["checkpoint"] = self._checkpoint(mixture, history, optimizer)
         self._em_iterations(
             data, device, mixture, optimizer, history, random_state, progress, callbacks
         )
@@ -736,7 +760,7 @@ class BaseDeepClusterer(
                     stacklevel=5,
                 )
                 break
-            progress["checkpoint"] = self._checkpoint(mixture, history)
+            progress["checkpoint"] = self._checkpoint(mixture, history, optimizer)
 
     #: Fitted attributes that fitting the E-step's mixture may set (sent from
     #: rank 0 with the mixture under torch.distributed).
@@ -895,11 +919,12 @@ class BaseDeepClusterer(
             else:
                 setattr(self, name + "_", net)
 
-    def _checkpoint(self, mixture, history):
+    def _checkpoint(self, mixture, history, optimizer):
         return {
             "state": {
                 name: copy.deepcopy(net.state_dict()) for name, net in self._networks().items()
             },
+            "optimizer": copy.deepcopy(optimizer.state_dict()),
             "mixture": copy.deepcopy(mixture),
             "history": copy.deepcopy(history),
         }
@@ -909,6 +934,8 @@ class BaseDeepClusterer(
         for name, net in self._networks().items():
             net.load_state_dict(checkpoint["state"][name])
             net.eval()
+        # Adam's state, for a warm start (private: an implementation detail).
+        self._optimizer_state = checkpoint["optimizer"]
         self.mixture_ = checkpoint["mixture"]
         self.history_ = checkpoint["history"]
         self._device = device
@@ -1096,11 +1123,10 @@ class BaseDeepClusterer(
         for name in self._network_names:
             key = name + "_"
             if key in state:
-                buffer = io.BytesIO()
                 # CPU tensors, so that a CUDA-trained model loads anywhere.
-                cpu_state = {k: v.detach().cpu() for k, v in state[key].state_dict().items()}
-                torch.save(cpu_state, buffer)
-                state[key] = buffer.getvalue()
+                state[key] = _tensors_to_bytes(state[key].state_dict())
+        if state.get("_optimizer_state") is not None:
+            state["_optimizer_state"] = _tensors_to_bytes(state["_optimizer_state"])
         state.pop("_device", None)
         return state
 
@@ -1111,6 +1137,10 @@ class BaseDeepClusterer(
             if isinstance(state.get(name + "_"), bytes)
         }
         super().__setstate__(state)
+        if isinstance(state.get("_optimizer_state"), bytes):
+            self._optimizer_state = torch.load(
+                io.BytesIO(state["_optimizer_state"]), map_location="cpu", weights_only=True
+            )
         if not pending:
             return
         # Build on the meta device (no RNG use, no memory), then load the

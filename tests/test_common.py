@@ -247,7 +247,7 @@ def test_unpickling_uses_safe_loading(estimator, monkeypatch):
 
     monkeypatch.setattr(torch, "load", spy)
     pickle.loads(blob)
-    assert len(calls) == len(model._network_names)
+    assert len(calls) == len(model._network_names) + 1  # and Adam's state
     assert all(kwargs.get("weights_only") is True for kwargs in calls)
 
 
@@ -492,6 +492,8 @@ def test_interrupt_keeps_last_iteration_and_warm_start_continues(estimator, monk
     labels = model.predict(X)
     np.testing.assert_array_equal(labels, model.labels_)
     assert labels.max() < model.n_clusters_
+    # Adam's state is that of the kept iteration, not of the interrupted one.
+    assert _adam_steps(model) == (model.pretrain_epochs + 1) * per_epoch
 
     model.set_params(warm_start=True, n_iter=2)
     model.fit(X)
@@ -499,6 +501,14 @@ def test_interrupt_keeps_last_iteration_and_warm_start_continues(estimator, monk
     assert len(model.history_["n_clusters"]) == 4
     assert len(model.history_["pretrain_loss"]) == model.pretrain_epochs
     np.testing.assert_array_equal(model.predict(X), model.labels_)
+    # The warm start went on with Adam's moments instead of a fresh optimiser.
+    assert _adam_steps(model) == (model.pretrain_epochs + 3) * per_epoch
+
+
+def _adam_steps(model):
+    """The optimisation steps Adam's saved state has counted, for the weights
+    that every loss trains (DeepDPGMM's pretraining leaves the variance head out)."""
+    return max(int(param["step"]) for param in model._optimizer_state["state"].values())
 
 
 @estimators
