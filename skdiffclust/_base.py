@@ -110,6 +110,23 @@ def _has_batch_norm(module):
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
+def _tensors_to_bytes(obj):
+    """``torch.save`` of ``obj`` with its tensors on the CPU (for the safe loader)."""
+    buffer = io.BytesIO()
+    torch.save(_to_cpu(obj), buffer)
+    return buffer.getvalue()
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {key: _to_cpu(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(value) for value in obj)
+    return obj
+
+
 def _gradients_finite(optimizer):
     """Whether every gradient the optimizer holds is finite (one float64 sum
     per tensor, which cannot overflow for float32 gradients)."""
@@ -1106,14 +1123,10 @@ class BaseDeepClusterer(
         for name in self._network_names:
             key = name + "_"
             if key in state:
-                buffer = io.BytesIO()
                 # CPU tensors, so that a CUDA-trained model loads anywhere.
-                cpu_state = {k: v.detach().cpu() for k, v in state[key].state_dict().items()}
-                torch.save(cpu_state, buffer)
-                state[key] = buffer.getvalue()
-        # Adam's state is twice the weights: a pickle is for using the model,
-        # and a warm start after loading starts a fresh optimiser.
-        state.pop("_optimizer_state", None)
+                state[key] = _tensors_to_bytes(state[key].state_dict())
+        if state.get("_optimizer_state") is not None:
+            state["_optimizer_state"] = _tensors_to_bytes(state["_optimizer_state"])
         state.pop("_device", None)
         return state
 
@@ -1124,6 +1137,10 @@ class BaseDeepClusterer(
             if isinstance(state.get(name + "_"), bytes)
         }
         super().__setstate__(state)
+        if isinstance(state.get("_optimizer_state"), bytes):
+            self._optimizer_state = torch.load(
+                io.BytesIO(state["_optimizer_state"]), map_location="cpu", weights_only=True
+            )
         if not pending:
             return
         # Build on the meta device (no RNG use, no memory), then load the

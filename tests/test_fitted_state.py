@@ -9,6 +9,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from _estimators import ESTIMATORS, blobs, estimator_id
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -212,17 +213,16 @@ def test_non_finite_input_at_inference_gives_scikit_learns_errors(estimator, val
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("estimator", MLP_ESTIMATORS, ids=estimator_id)
-def test_adams_state_stays_in_memory_and_out_of_pickles(estimator):
+def test_a_pickled_model_warm_starts_with_adams_state(estimator):
     X, _ = blobs()
     model = clone(estimator).fit(X)
-    per_epoch = -(-len(X) // model.batch_size)
     loaded = pickle.loads(pickle.dumps(model))
-    assert not hasattr(loaded, "_optimizer_state")
-    # In memory, a warm start goes on counting Adam's steps; after loading it
-    # starts a fresh optimiser.
-    steps = {key: int(state["step"]) for key, state in model._optimizer_state["state"].items()}
-    model.set_params(warm_start=True, n_iter=1).fit(X)
+    saved, restored = model._optimizer_state, loaded._optimizer_state
+    assert restored["param_groups"] == saved["param_groups"]
+    for key, state in saved["state"].items():
+        for name, value in state.items():
+            torch.testing.assert_close(restored["state"][key][name], value)
     loaded.set_params(warm_start=True, n_iter=1).fit(X)
-    for key, state in model._optimizer_state["state"].items():
-        assert int(state["step"]) == steps[key] + per_epoch
-        assert int(loaded._optimizer_state["state"][key]["step"]) == per_epoch
+    per_epoch = -(-len(X) // model.batch_size)
+    for key, state in saved["state"].items():
+        assert int(loaded._optimizer_state["state"][key]["step"]) == int(state["step"]) + per_epoch
