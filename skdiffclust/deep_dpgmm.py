@@ -264,7 +264,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     warm_start : bool, default=False
         If True and the estimator is fitted, :meth:`fit` skips pretraining and
         runs ``n_iter`` more EM iterations from the current state (the weights,
-        the mixture and Adam's moment estimates).
+        the mixture and Adam's moment estimates, which a pickle keeps too).
 
     Attributes
     ----------
