@@ -6,7 +6,6 @@ an unfitted estimator from the data set's shape, the seed and the run's size
 (``tiny`` runs shrink the deep models so that the test suite stays fast).
 """
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
@@ -174,12 +173,10 @@ def scaled_epochs(estimator, info, names):
     if info.epoch_scale == 1:
         return {}
     params = estimator.get_params()
-    if params.get("pretrain_epochs") == "auto":
-        # The budget scales the epochs "auto" would run on this data set.
-        from skdiffclust.deep_dpgmm import auto_pretrain_epochs
-
-        steps_per_epoch = math.ceil(info.n_samples / params["batch_size"])
-        params["pretrain_epochs"] = auto_pretrain_epochs(steps_per_epoch)
+    if "pretrain_epochs" in names:
+        # The budget scales the epochs the estimator would run on this data
+        # set (its "auto" value resolved by its own rule).
+        params["pretrain_epochs"] = estimator._n_pretrain_epochs(info.n_samples)
     return {name: max(1, round(params[name] * info.epoch_scale)) for name in names}
 
 

@@ -54,11 +54,12 @@ from .run import (
 )
 from .suite_datasets import SUITE_DATASETS
 
+_ALL_METHODS = {**METHODS, **VARIANT_METHODS}
 #: The methods of the suite: skdiffclust's estimators, the registry's
 #: baselines, then the optional peers.
 SUITE_METHODS = {
     **{
-        name: {**METHODS, **VARIANT_METHODS}[name]
+        name: _ALL_METHODS[name]
         for name in (
             "ClusterDDPM",
             "ClusterDDPM-ward",
