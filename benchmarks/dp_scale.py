@@ -82,8 +82,8 @@ def pretrained_codes(dataset, seed, tiny):
 def first_e_step(estimator, Z, scale, seed):
     """The first E-step's mixture fitted on ``Z`` at prior scale ``scale``.
 
-    The estimator's own E-step (with its truncation growth), on a copy with
-    only ``cluster_scale`` changed.
+    The estimator's own E-step (with its truncation growth and its split of
+    merged clusters), on a copy with only ``cluster_scale`` changed.
     """
     copy = clone(estimator).set_params(cluster_scale=scale, callbacks=None)
     copy.cluster_scale_ = scale

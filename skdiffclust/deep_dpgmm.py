@@ -7,12 +7,14 @@ import warnings
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseDeepClusterer
-from ._mixture import make_mixture, occupied_components
+from ._mixture import make_mixture, occupied_components, refit_from_partition
 from ._param_validation import integers, reals
+from ._split import split_clusters
 from .augmentation import AUGMENTATION_PRESETS, TrainingAugmentation
 from .losses import (
     component_divergence,
@@ -201,6 +203,17 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         used is ``cluster_scale_``. The count depends on ``latent_dim`` too.
         At least 1e-3.
 
+    split_valley : float, default=0.6
+        After the first E-step, a cluster is cut in two by 2-means when its
+        latent means, projected on the 2-means axis (an axis fitted without
+        the projected rows), have two modes whose density at the valley
+        between them is below ``split_valley`` times the lower mode's; both
+        halves are tested again. This recovers clusters that the prior merged
+        because they are small, as on data with many classes of few rows
+        each, and needs no scale. Raise it to split more readily, lower it to
+        split less; 0 turns the splitting off. Each half keeps at least
+        ``2 * MIN_ROWS_PER_COMPONENT`` rows.
+
     covariance_type : {"full", "diag"}, default="full"
         Covariance of the mixture components. The method's own choice is
         ``"diag"``; full covariances follow the elongated clusters of the
@@ -280,12 +293,14 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         value).
 
     cluster_scale_ : float
-        The prior scale used (``cluster_scale``, or its ``"auto"`` value).
+        The prior scale used (``cluster_scale``, or its ``"auto"`` value). When
+        the first E-step split clusters (``split_valley``), it is multiplied by
+        ``sqrt(K before / K after)``, so that the prior keeps the split.
 
     n_components_ : int
         The truncation used: ``n_components`` (or the number of rows when
         there are fewer), doubled as long as the first E-step used every
-        component.
+        component or had more clusters after splitting.
 
     n_clusters_history_ : ndarray of shape (n_e_steps,)
         Number of occupied components after each E-step: the first entry after
@@ -380,6 +395,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         # Below about sqrt(reg_covar) a prior scale is lost in the covariance
         # regularisation, and its square can underflow.
         "cluster_scale": [reals(1e-3, closed="left"), StrOptions({"auto"})],
+        "split_valley": [reals(0, 1, closed="both")],
         "covariance_type": [StrOptions({"diag", "full"})],
         "encoder": [StrOptions({"conv", "residual"})],
         "augmentation": [StrOptions(set(AUGMENTATION_PRESETS)), None],
@@ -387,7 +403,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     }
 
     _network_roles = {"encoder": "encoder", "decoder": "decoder"}
-    _e_step_attributes = ("n_components_",)
+    _e_step_attributes = ("n_components_", "cluster_scale_")
 
     def __init__(
         self,
@@ -408,6 +424,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         weight_concentration_prior=None,
         init_params="ward",
         cluster_scale="auto",
+        split_valley=0.6,
         covariance_type="full",
         pretrain_epochs="auto",
         n_iter=30,
@@ -437,6 +454,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         self.weight_concentration_prior = weight_concentration_prior
         self.init_params = init_params
         self.cluster_scale = cluster_scale
+        self.split_valley = split_valley
         self.covariance_type = covariance_type
         self.pretrain_epochs = pretrain_epochs
         self.n_iter = n_iter
@@ -506,7 +524,34 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             self.n_components_ = 2 * mixture.n_components
             mixture = make_mixture(random_state=mixture.random_state, **self._mixture_params())
             mixture = super()._fit_e_step_mixture(mixture, Z, None, rows)
+        if self.split_valley > 0:
+            mixture = self._split_merged_clusters(mixture, Z_fit)
         return mixture
+
+    def _split_merged_clusters(self, mixture, Z):
+        """The first E-step's mixture refitted to its clusters with merged groups split."""
+        labels = mixture.predict(Z)
+        split = split_clusters(
+            Z,
+            labels,
+            max_valley_ratio=self.split_valley,
+            min_rows=2 * MIN_ROWS_PER_COMPONENT,
+            random_state=check_random_state(mixture.random_state),
+        )
+        n_clusters, n_merged = split.max() + 1, len(np.unique(labels))
+        if n_clusters == n_merged:
+            return mixture
+        # The prior that merged the groups would merge them again at the next
+        # E-step. The scale that keeps a count grows about as the square root
+        # of the rows per cluster (user guide, "The Dirichlet-process prior"),
+        # so it shrinks with the split's count.
+        self.cluster_scale_ *= math.sqrt(n_merged / n_clusters)
+        # The split partition must leave the truncation room to spare, or the
+        # fit would look as if the truncation limited the count.
+        while self.n_components_ <= n_clusters:
+            self.n_components_ *= 2
+        mixture = make_mixture(random_state=mixture.random_state, **self._mixture_params())
+        return refit_from_partition(mixture, Z, split, max_iter=1)
 
     def _check_result(self):
         history = [int(k) for k in self.n_clusters_history_]
