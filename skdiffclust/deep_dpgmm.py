@@ -295,7 +295,8 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     cluster_scale_ : float
         The prior scale used (``cluster_scale``, or its ``"auto"`` value). When
         the first E-step split clusters (``split_valley``), it is multiplied by
-        ``sqrt(K before / K after)``, so that the prior keeps the split.
+        ``sqrt(K before / K after)``, so that the prior keeps the split; a
+        warm start keeps that factor.
 
     n_components_ : int
         The truncation used: ``n_components`` (or the number of rows when
@@ -403,7 +404,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     }
 
     _network_roles = {"encoder": "encoder", "decoder": "decoder"}
-    _e_step_attributes = ("n_components_", "cluster_scale_")
+    _e_step_attributes = ("n_components_", "cluster_scale_", "_split_shrink")
 
     def __init__(
         self,
@@ -474,9 +475,12 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             n_fitted = n_samples
             if self.e_step_max_samples is not None:
                 n_fitted = min(n_samples, self.e_step_max_samples)
-            self.cluster_scale_ = auto_cluster_scale(n_fitted)
+            scale = auto_cluster_scale(n_fitted)
         else:
-            self.cluster_scale_ = float(self.cluster_scale)
+            scale = float(self.cluster_scale)
+        # A warm start keeps the shrink of the first E-step's split, or its
+        # refits would merge the split clusters again.
+        self.cluster_scale_ = scale * getattr(self, "_split_shrink", 1.0)
 
     def _latent_dim(self, n_features):
         if self.latent_dim is None:
@@ -494,6 +498,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         # capped at the number of rows. A warm start keeps the fitted one,
         # which the first E-step may have grown.
         self.n_components_ = min(int(self.n_components), n_samples)
+        self._split_shrink = 1.0
         self._augmentation = TrainingAugmentation.from_preset(
             self.augmentation, self.network_spec_.image_shape, self.augmentation_strength
         )
@@ -545,7 +550,9 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         # E-step. The scale that keeps a count grows about as the square root
         # of the rows per cluster (user guide, "The Dirichlet-process prior"),
         # so it shrinks with the split's count.
-        self.cluster_scale_ *= math.sqrt(n_merged / n_clusters)
+        shrink = math.sqrt(n_merged / n_clusters)
+        self._split_shrink *= shrink
+        self.cluster_scale_ *= shrink
         # The split partition must leave the truncation room to spare, or the
         # fit would look as if the truncation limited the count.
         while self.n_components_ <= n_clusters:

@@ -85,7 +85,7 @@ def test_the_first_e_step_splits_what_the_prior_merged_and_shrinks_the_prior():
     )
     Z = (Z - Z.mean(axis=0)) / Z.std(axis=0)
     model = DeepDPGMMClusterer()
-    model.cluster_scale_, model.n_components_ = 2.0, 30
+    model.cluster_scale_, model.n_components_, model._split_shrink = 2.0, 30, 1.0
     mixture = make_mixture(random_state=np.random.RandomState(0), **model._mixture_params())
     mixture.fit(Z)
     n_merged = len(occupied_components(mixture, Z))
@@ -130,3 +130,33 @@ def test_split_valley_zero_turns_the_splitting_off_and_is_validated():
     for bad in (-0.1, 1.5, "high"):
         with pytest.raises((ValueError, TypeError), match="split_valley"):
             DeepDPGMMClusterer(split_valley=bad).fit(X)
+
+
+def test_a_warm_start_keeps_the_shrunk_prior_of_the_split():
+    X, _ = make_blobs(
+        n_samples=600,
+        centers=20,
+        n_features=10,
+        cluster_std=1.0,
+        center_box=(-10, 10),
+        random_state=0,
+    )
+    model = DeepDPGMMClusterer(
+        n_components=10,
+        hidden_dims=(32,),
+        pretrain_epochs=20,
+        n_iter=0,
+        cluster_scale=2.0,
+        device="cpu",
+        random_state=0,
+    ).fit(X)
+    scale, n_clusters = model.cluster_scale_, model.n_clusters_
+    assert scale < 2.0
+    model.set_params(warm_start=True, n_iter=1).fit(X)
+    assert model.cluster_scale_ == pytest.approx(scale)
+    assert model.n_clusters_ >= n_clusters - 3
+    dim = model.network_spec_.latent_dim
+    np.testing.assert_allclose(model.mixture_.covariance_prior, dim * scale**2 * np.eye(dim))
+    # A new fit starts from the unshrunk prior again.
+    model.set_params(warm_start=False, split_valley=0).fit(X)
+    assert model.cluster_scale_ == 2.0
