@@ -41,6 +41,14 @@ AUTO_SCALE_SAMPLES = 1800
 AUTO_PRETRAIN_EPOCHS = 150
 MIN_PRETRAIN_STEPS = 1500
 
+#: A split of the first E-step's K0 clusters into K1 multiplies the prior scale
+#: by (K0 / K1) ** SPLIT_SHRINK_POWER. The square root, which keeps each
+#: cluster's share of the prior as its rows fall, let training merge split
+#: clusters again: the groups a split separates are the closest in the data.
+#: ``benchmarks/split_shrink.py`` measures the power (user guide, "Splitting
+#: what the prior merged").
+SPLIT_SHRINK_POWER = 1.0
+
 
 def auto_cluster_scale(n_samples):
     """The prior scale ``cluster_scale="auto"`` gives a mixture fitted on ``n_samples`` rows.
@@ -295,7 +303,7 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     cluster_scale_ : float
         The prior scale used (``cluster_scale``, or its ``"auto"`` value). When
         the first E-step split clusters (``split_valley``), it is multiplied by
-        ``sqrt(K before / K after)``, so that the prior keeps the split; a
+        ``K before / K after``, so that the prior keeps the split; a
         warm start keeps that factor.
 
     n_components_ : int
@@ -547,10 +555,8 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
         if n_clusters == n_merged:
             return mixture
         # The prior that merged the groups would merge them again at the next
-        # E-step. The scale that keeps a count grows about as the square root
-        # of the rows per cluster (user guide, "The Dirichlet-process prior"),
-        # so it shrinks with the split's count.
-        shrink = math.sqrt(n_merged / n_clusters)
+        # E-step, so its scale shrinks with the count.
+        shrink = (n_merged / n_clusters) ** SPLIT_SHRINK_POWER
         self._split_shrink *= shrink
         self.cluster_scale_ *= shrink
         # The split partition must leave the truncation room to spare, or the

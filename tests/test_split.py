@@ -5,7 +5,7 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from skdiffclust import DeepDPGMMClusterer
+from skdiffclust import DeepDPGMMClusterer, deep_dpgmm
 from skdiffclust._mixture import make_mixture, occupied_components
 from skdiffclust._split import cross_fitted_projection, split_clusters, valley_ratio
 
@@ -72,7 +72,9 @@ def test_split_clusters_keeps_halves_of_at_least_min_rows():
     assert len(np.unique(labels)) == 2
 
 
-def test_the_first_e_step_splits_what_the_prior_merged_and_shrinks_the_prior():
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_the_first_e_step_splits_what_the_prior_merged_and_shrinks_the_prior(monkeypatch, power):
+    monkeypatch.setattr(deep_dpgmm, "SPLIT_SHRINK_POWER", power)
     # 20 blobs of 30 codes: a prior worth 10 pseudo-samples of variance 4 widens
     # such small clusters until neighbours merge.
     Z, y = make_blobs(
@@ -94,12 +96,12 @@ def test_the_first_e_step_splits_what_the_prior_merged_and_shrinks_the_prior():
     n_split = len(occupied_components(mixture, Z))
     assert n_split == 20
     assert adjusted_rand_score(y, mixture.predict(Z)) > 0.95
-    assert model.cluster_scale_ == pytest.approx(2.0 * np.sqrt(n_merged / n_split))
+    assert model.cluster_scale_ == pytest.approx(2.0 * (n_merged / n_split) ** power)
     assert model.n_components_ > n_split  # the truncation is not full
-    # A warm refit under the shrunk prior keeps nearly all of the split; under
+    # A warm refit under the shrunk prior keeps the whole split; under
     # the old prior it went back to about n_merged.
     mixture.set_params(max_iter=20).fit(Z)
-    assert len(occupied_components(mixture, Z)) >= 18
+    assert len(occupied_components(mixture, Z)) == n_split
 
 
 def test_split_valley_zero_turns_the_splitting_off_and_is_validated():
