@@ -173,7 +173,8 @@ def fit_one(model, X, y, threads=None):
         "nmi": normalized_mutual_info_score(y, model.labels_),
         "n_clusters": len(np.unique(model.labels_)),
         "seconds": seconds,
-        "pretrain_epochs": params["pretrain_epochs"],
+        # The epochs run ("auto" resolved); ClustPy's peers keep their parameter.
+        "pretrain_epochs": getattr(model, "pretrain_epochs_", params["pretrain_epochs"]),
         # ClustPy's name for the epochs after pretraining (N2D has none).
         "n_iter": params.get("n_iter", params.get("clustering_epochs", 0)),
         "threads": threads,

@@ -621,7 +621,7 @@ def main(argv=None):
             "s",
             load=load,
             note=(
-                f"ACC {acc:.3f}; pretrain {fitted.pretrain_epochs} + "
+                f"ACC {acc:.3f}; pretrain {fitted.pretrain_epochs_} + "
                 f"{len(fitted.history_['loss'])} EM epochs"
             ),
         )

@@ -231,8 +231,8 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
     pretrain_epochs : int or "auto", default="auto"
         Epochs of the plain reconstruction loss before the first E-step. They
         take most of the fit time; fewer give codes that cluster worse.
-        ``"auto"`` is 150 epochs, or more on data sets of fewer than 1,280
-        rows (with the default ``batch_size``): as many as make 1,500
+        ``"auto"`` is 150 epochs, or more on data sets of 1,152 rows or fewer
+        (with the default ``batch_size``): as many as make 1,500
         optimisation steps, since an epoch of a small data set is only one or
         two minibatches (see :func:`auto_pretrain_epochs`). The value used is
         ``pretrain_epochs_``.

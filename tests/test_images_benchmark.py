@@ -203,3 +203,18 @@ def test_an_older_csv_is_named_with_its_missing_columns(tmp_path):
     path.write_text("dataset,method,seed,acc\ndigits,DeepDPGMM,0,0.9\n")
     with pytest.raises(ValueError, match="lacks the columns .*threads, command.*without --append"):
         read_records(path)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_fit_records_the_epochs_it_ran_not_auto(monkeypatch):
+    # The CSV's pretrain_epochs column is read back as an integer.
+    from _estimators import small
+
+    from skdiffclust import DeepDPGMMClusterer, deep_dpgmm
+
+    monkeypatch.setattr(deep_dpgmm, "AUTO_PRETRAIN_EPOCHS", 2)
+    monkeypatch.setattr(deep_dpgmm, "MIN_PRETRAIN_STEPS", 6)
+    X = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    model = small(DeepDPGMMClusterer, pretrain_epochs="auto", n_iter=1)
+    record = images.fit_one(model, X, np.zeros(60, dtype=int))
+    assert record["pretrain_epochs"] == model.pretrain_epochs_ == 3  # 2 steps of 32 rows
