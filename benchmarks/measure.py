@@ -25,11 +25,17 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from skdiffclust.metrics import clustering_accuracy
 
 from .registry import DATASETS, METHODS, load_dataset
+from .report import code_version
 
 #: Predict is called again until this many seconds have passed, so that the
 #: throughput of fast methods is not a single millisecond-scale reading.
 PREDICT_MIN_SECONDS = 0.2
 PREDICT_MAX_CALLS = 20
+
+#: The measured code. Computed at import, so that in the forkserver, which
+#: imports the code once for the whole run, it names the code its workers run
+#: even if the working tree changes during the run.
+CODE_VERSION = code_version()
 
 _PROC_STATUS = Path("/proc/self/status")
 _PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -106,6 +112,7 @@ def measure(method, dataset, seed, tiny=False):
         "n_samples": info.n_samples,
         "n_features": info.n_features,
         "n_classes": info.n_classes,
+        "code": CODE_VERSION,
     }
     try:
         estimator = method.make(info, seed, tiny)

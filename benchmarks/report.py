@@ -3,8 +3,10 @@
 import csv
 import math
 import shutil
+import subprocess
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ RESULT_COLUMNS = [
     "fit_memory_mb",
     "status",
     "warnings",
+    "code",
 ]
 SCORES = ["acc", "nmi", "ari"]
 NUMERIC_COLUMNS = SCORES + [
@@ -40,6 +43,57 @@ NUMERIC_COLUMNS = SCORES + [
 
 #: Where the benchmark scripts write their reports.
 RESULTS_DIR = Path(__file__).parent / "results"
+
+#: The files whose changes a fit's ``code`` records: the package and the scripts.
+MEASURED_CODE = ("skdiffclust", ":(glob)benchmarks/*.py")
+#: Marks the code version of a working tree whose measured code differs from its commit.
+CHANGED = "+changes"
+
+
+def code_version():
+    """The commit the measured code comes from, with :data:`CHANGED` when it was edited.
+
+    The package's version when the code is not in a git checkout.
+    """
+    from skdiffclust import __version__
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        changed = git("status", "--porcelain", "--", *MEASURED_CODE)
+    except (OSError, subprocess.SubprocessError):
+        return f"skdiffclust {__version__}"
+    return commit + (CHANGED if changed else "")
+
+
+def _fits(n):
+    return f"{n} fit" if n == 1 else f"{n} fits"
+
+
+def markdown_code_versions(records):
+    """Lines naming the code the fits of ``records`` ran (their ``code`` column)."""
+    counts = Counter(record.get("code") or "" for record in records)
+    unknown = counts.pop("", 0)
+    if not counts:
+        return []
+    if len(counts) == 1 and not unknown:
+        line = f"Code: `{next(iter(counts))}` for every fit."
+    else:
+        line = "Code: " + ", ".join(f"`{code}` ({_fits(n)})" for code, n in counts.items()) + "."
+    if unknown:
+        line += f" No code is recorded for {_fits(unknown)} (an older CSV)."
+    if any(code.endswith(CHANGED) for code in counts):
+        line += (
+            f" Fits marked {CHANGED} ran with uncommitted changes to skdiffclust/ or the "
+            "benchmark scripts, so their commit alone does not reproduce them."
+        )
+    return ["", line]
 
 
 def write_csv(records, path, append=False):

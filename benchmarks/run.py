@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .measure import run_isolated
 from .registry import DATASETS, METHODS, unavailable_reason
-from .report import markdown_tables, summarize, write_outputs
+from .report import markdown_code_versions, markdown_tables, summarize, write_outputs
 
 RESULTS_DIRECTORY = Path(__file__).resolve().parent / "results"
 FULL_SEEDS = (0, 1, 2)
@@ -234,6 +234,7 @@ def main(argv=None):
         f"# skdiffclust benchmark: {mode} mode",
         "",
         describe_run(now, seeds, args.threads, wall_seconds, command),
+        *markdown_code_versions(records),
     ]
     summary = summarize(records)
     markdown = markdown_tables(summary, DATASETS, METHODS, header)

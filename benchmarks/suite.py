@@ -32,6 +32,7 @@ from .report import (
     cluster_counts,
     heatmap,
     markdown_cluster_counts,
+    markdown_code_versions,
     markdown_datasets,
     markdown_matrix,
     markdown_versus_best,
@@ -199,7 +200,7 @@ def suite_markdown(records, datasets, methods, header_lines=(), notes=()):
     estimators = [name for name in ESTIMATORS if name in present]
     baselines = [name for name in BASELINES if name in present]
     references = [name for name in REFERENCES if name in present]
-    lines = list(header_lines)
+    lines = [*header_lines, *markdown_code_versions(records)]
     lines += ["", "## Data sets", "", *markdown_datasets(datasets)]
     lines += ["", *notes] if notes else []
     lines += ["", "## ACC (mean ± std over seeds)", "", *markdown_matrix(summary, "acc")]

@@ -1,17 +1,22 @@
 """The broad benchmark suite: its data sets, its comparisons and a tiny run end to end."""
 
 import csv
+import re
 import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmarks import report
+from benchmarks.measure import CODE_VERSION
 from benchmarks.registry import DataInfo, load_dataset, unavailable_reason
 from benchmarks.report import (
     cluster_counts,
+    code_version,
     k_tolerance,
     markdown_cluster_counts,
+    markdown_code_versions,
     markdown_versus_best,
     markdown_wins_ties_losses,
     read_csv,
@@ -239,6 +244,9 @@ def test_tiny_suite_run_writes_the_reports(tmp_path, capsys):
     ran = [(row["dataset"], row["method"]) for row in rows if row["method"] != "DEC"]
     assert ran == [(name, method) for name in ("iris", "blobs-2d") for method in methods]
     assert all(row["status"] == "ok" for row in rows), rows
+    # Every fit names the code it ran, and the report says which.
+    assert {row["code"] for row in rows} == {CODE_VERSION}
+    assert f"Code: `{CODE_VERSION}` for every fit." in paths["md"].read_text()
 
     markdown = paths["md"].read_text()
     for heading in (
@@ -283,3 +291,30 @@ def test_resume_runs_only_the_fits_that_did_not_succeed(tmp_path, capsys):
     again = read_csv(paths["csv"])
     assert [(row["seed"], row["status"]) for row in again] == [(0, "ok"), (1, "ok")]
     assert again[1]["acc"] == again[0]["acc"]
+
+
+def test_code_version_names_the_commit_and_marks_changes(monkeypatch, tmp_path):
+    version = code_version()
+    assert re.fullmatch(r"[0-9a-f]{12}(\+changes)?|skdiffclust \S+", version), version
+    # Outside a git checkout, the package's version.
+    monkeypatch.setattr(report.subprocess, "run", _raise(FileNotFoundError("git")))
+    assert code_version().startswith("skdiffclust ")
+
+
+def _raise(error):
+    def run(*args, **kwargs):
+        raise error
+
+    return run
+
+
+def test_report_lines_name_the_code_of_the_fits():
+    assert markdown_code_versions([{"code": "abc"}, {"code": "abc"}]) == [
+        "",
+        "Code: `abc` for every fit.",
+    ]
+    assert markdown_code_versions([{}, {"code": ""}]) == []  # an older CSV
+    (line,) = markdown_code_versions([{"code": "abc"}, {"code": "def+changes"}, {"code": ""}])[1:]
+    assert line.startswith("Code: `abc` (1 fit), `def+changes` (1 fit).")
+    assert "No code is recorded for 1 fit" in line
+    assert "uncommitted changes" in line
