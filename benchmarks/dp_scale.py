@@ -45,6 +45,7 @@ from skdiffclust.callbacks import Callback
 from skdiffclust.deep_dpgmm import auto_cluster_scale
 from skdiffclust.metrics import clustering_accuracy
 
+from .measure import limit_threads
 from .registry import METHODS, load_dataset
 from .report import k_tolerance
 from .suite_datasets import SUITE_DATASETS
@@ -312,12 +313,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    import torch
-    from threadpoolctl import threadpool_limits
-
     names = args.datasets or list(SUITE_DATASETS)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     command = "python -m benchmarks.dp_scale" + (
         f" --threads {args.threads}" if args.threads else ""
     )
@@ -325,7 +321,7 @@ def main(argv=None):
         command += " --datasets " + " ".join(names)
     rows_by_dataset = {}
     args.out.mkdir(parents=True, exist_ok=True)
-    with threadpool_limits(limits=args.threads):
+    with limit_threads(args.threads):
         for name in names:
             start = time.perf_counter()
             rows_by_dataset[name] = study_dataset(SUITE_DATASETS[name], args.seed, args.tiny)

@@ -17,6 +17,7 @@ import multiprocessing
 import time
 import traceback
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -153,16 +154,30 @@ def _serve(connection):
         connection.send(measure(*job))
 
 
+@contextmanager
+def limit_threads(n_threads):
+    """Cap torch's and the OpenMP/BLAS thread pools at ``n_threads`` in the block.
+
+    None leaves the libraries' defaults (one thread per core).
+    """
+    if n_threads is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        with threadpool_limits(limits=n_threads):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _child(connection, n_threads):
     try:
-        if n_threads is None:
-            _serve(connection)
-            return
-        import torch
-        from threadpoolctl import threadpool_limits
-
-        torch.set_num_threads(n_threads)
-        with threadpool_limits(limits=n_threads):
+        with limit_threads(n_threads):
             _serve(connection)
     except EOFError:
         pass  # the parent went away

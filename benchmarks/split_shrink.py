@@ -30,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from skdiffclust import deep_dpgmm
 from skdiffclust.metrics import clustering_accuracy
 
+from .measure import limit_threads
 from .registry import TINY_DEEP_PARAMS, load_dataset
 from .suite_datasets import SUITE_DATASETS
 
@@ -167,15 +168,10 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     tag = "-".join(f"{p:g}" for p in args.powers) + ("-tiny" if args.tiny else "")
     csv_path = args.out / f"split-shrink-{tag}.csv"
-    with threadpool_limits(limits=args.threads), open(csv_path, "w", newline="") as handle:
+    with limit_threads(args.threads), open(csv_path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
         for power in args.powers:

@@ -10,7 +10,7 @@ from sklearn.datasets import make_blobs
 
 # The harness lives next to the package, not in it; pytest's ``pythonpath``
 # setting in pyproject.toml puts the repository root on the path.
-from benchmarks.measure import Worker
+from benchmarks.measure import Worker, limit_threads
 from benchmarks.registry import (
     DATASETS,
     METHODS,
@@ -171,3 +171,16 @@ def test_distributed_fit_table_pairs_the_process_counts(tmp_path, monkeypatch):
     assert "| DeepDPGMM | 2 | 0.750 | 0.850 | +0.100 | 10 | 20 | 2.00 |" in table
     assert (tmp_path / "test.md").read_text().strip() == table
     assert len((tmp_path / "test.csv").read_text().splitlines()) == 5
+
+
+def test_limit_threads_caps_torch_and_blas_in_the_block_only():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    before = torch.get_num_threads()
+    with limit_threads(1):
+        assert torch.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    assert torch.get_num_threads() == before
+    with limit_threads(None):
+        assert torch.get_num_threads() == before
