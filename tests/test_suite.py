@@ -3,6 +3,7 @@
 import csv
 import re
 import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -293,12 +294,27 @@ def test_resume_runs_only_the_fits_that_did_not_succeed(tmp_path, capsys):
     assert again[1]["acc"] == again[0]["acc"]
 
 
-def test_code_version_names_the_commit_and_marks_changes(monkeypatch, tmp_path):
+def test_code_version_names_the_commit_and_marks_changes(monkeypatch):
     version = code_version()
     assert re.fullmatch(r"[0-9a-f]{12}(\+changes)?|skdiffclust \S+", version), version
+    # A commit, marked when git reports changes to the measured files.
+    for status, expected in (("", "0123456789ab"), (" M skdiffclust/x.py", "0123456789ab+changes")):
+        monkeypatch.setattr(report.subprocess, "run", _fake_git("0123456789ab", status))
+        assert code_version() == expected
     # Outside a git checkout, the package's version.
     monkeypatch.setattr(report.subprocess, "run", _raise(FileNotFoundError("git")))
     assert code_version().startswith("skdiffclust ")
+
+
+def _fake_git(commit, status):
+    def run(command, **kwargs):
+        assert command[:3] == ["git", "-C", str(Path(report.__file__).resolve().parent.parent)]
+        if command[3] == "status":
+            assert command[-len(report.MEASURED_CODE) :] == list(report.MEASURED_CODE)
+        out = commit if command[3] == "rev-parse" else status
+        return subprocess.CompletedProcess(command, 0, stdout=out + "\n")
+
+    return run
 
 
 def _raise(error):
