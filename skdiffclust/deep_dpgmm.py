@@ -572,7 +572,9 @@ class DeepDPGMMClusterer(BaseDeepClusterer):
             warnings.warn(
                 "DeepDPGMMClusterer kept a single cluster (clusters after each E-step: "
                 f"{history}). If the data hold several groups, lower cluster_scale (the "
-                f"value used was {self.cluster_scale_:.3g}) or clustering_weight.",
+                f"value used was {self.cluster_scale_:.3g}) or clustering_weight. If only "
+                "a few of the features separate the groups, select them (or reduce the "
+                "dimension) first: the code follows what most features vary in.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
