@@ -9,11 +9,14 @@ from sklearn.mixture import BayesianGaussianMixture
 from benchmarks.dp_scale import (
     RULES,
     SCALES,
+    first_e_step,
     log_marginal_likelihood,
     markdown,
     partition_evidence,
     picks,
+    pretrained_codes,
 )
+from benchmarks.suite_datasets import SUITE_DATASETS
 
 
 def test_marginal_likelihood_of_one_row_is_the_prior_predictive_student_t():
@@ -92,3 +95,17 @@ def test_rules_pick_their_scales_and_the_report_counts_them():
     assert "| toy | 100 | 3 | 9 | 8 | 6 | 4 | 3 | 2 | 1 | 1 |" in report
     # Within max(1, 0.2 K) of 3: auto (3) and stability (2); not held-out (1) or evidence (9).
     assert "auto 1 of 1, held-out 0 of 1, evidence 0 of 1, stability 1 of 1" in report
+
+
+def test_first_e_step_uses_the_fitted_code_size_and_survives_a_split():
+    # iris has 4 features, so the code has 4 dimensions, not the default 10.
+    estimator, Z, _ = pretrained_codes(SUITE_DATASETS["iris"], 0, tiny=True)
+    assert Z.shape[1] == estimator.network_spec_.latent_dim == 4
+    mixture = first_e_step(estimator, Z, 1.0, 0)
+    assert mixture.means_.shape[1] == 4
+    # Far-apart groups under a very wide prior: the mixture merges them, and
+    # the split that follows separates them again.
+    blobs, labels = make_blobs(180, 4, centers=3, cluster_std=0.3, random_state=0)
+    mixture = first_e_step(estimator, blobs, 50.0, 0)
+    assert len(np.unique(mixture.predict(blobs))) == 3
+    assert estimator.cluster_scale_ != 50.0  # the study's copies leave the estimator alone
