@@ -4,6 +4,10 @@ Run from the repository root::
 
     python -m benchmarks.dp_scale --threads 1                 # the suite's data sets: ~1 hour
     python -m benchmarks.dp_scale --datasets iris wine --tiny  # a smoke test
+    python -m benchmarks.dp_scale --report A/dp-scale.csv B/dp-scale.csv  # merge runs
+
+Runs given disjoint ``--datasets`` and their own ``--out`` can go in parallel;
+``--report`` then merges their CSVs into one report, in the suite's order.
 
 DeepDPGMMClusterer's count is decided at its first E-step: the codes after
 pretraining are fitted with the truncated Dirichlet-process mixture, and
@@ -301,6 +305,41 @@ def write_rows(rows, path):
         writer.writerows(rows)
 
 
+_INT_COLUMNS = ("n_samples", "n_classes", "n_clusters")
+_FLOAT_COLUMNS = ("scale", "acc", "held_out", "evidence", "stability")
+
+
+def read_rows(paths):
+    """The rows of the study's CSVs at ``paths``, typed, grouped by data set in the suite's order.
+
+    A data set found in more than one CSV is an error: the runs to merge must
+    have covered disjoint data sets.
+    """
+    rows_by_dataset = {}
+    for path in paths:
+        found = {}
+        with open(path, newline="") as file:
+            for row in csv.DictReader(file):
+                row.update({key: int(row[key]) for key in _INT_COLUMNS})
+                row.update({key: float(row[key]) for key in _FLOAT_COLUMNS})
+                row["auto"] = row["auto"] == "True"
+                found.setdefault(row["dataset"], []).append(row)
+        repeated = sorted(set(found) & set(rows_by_dataset))
+        if repeated:
+            raise ValueError(f"{path} repeats data sets of an earlier CSV: {', '.join(repeated)}.")
+        rows_by_dataset.update(found)
+    order = [name for name in SUITE_DATASETS if name in rows_by_dataset]
+    order += sorted(set(rows_by_dataset) - set(order))
+    return {name: rows_by_dataset[name] for name in order}
+
+
+def write_report(rows_by_dataset, out, command):
+    """``dp-scale.{csv,md,png}`` of ``rows_by_dataset`` in ``out``."""
+    write_rows([r for rows in rows_by_dataset.values() for r in rows], out / "dp-scale.csv")
+    (out / "dp-scale.md").write_text(markdown(rows_by_dataset, command))
+    figure(rows_by_dataset, out / "dp-scale.png")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.dp_scale", description=__doc__.split("\n\n")[0]
@@ -312,11 +351,25 @@ def build_parser():
     )
     parser.add_argument("--tiny", action="store_true", help="200 rows per data set, tiny networks")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--report",
+        nargs="+",
+        type=Path,
+        metavar="CSV",
+        help="run nothing: merge these results CSVs (of runs on disjoint --datasets) into "
+        "one report in --out",
+    )
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        command = "python -m benchmarks.dp_scale --report " + " ".join(map(str, args.report))
+        write_report(read_rows(args.report), args.out, command)
+        print((args.out / "dp-scale.md").read_text())
+        return
     names = args.datasets or list(SUITE_DATASETS)
     command = "python -m benchmarks.dp_scale" + (
         f" --threads {args.threads}" if args.threads else ""
@@ -324,18 +377,13 @@ def main(argv=None):
     if args.datasets:
         command += " --datasets " + " ".join(names)
     rows_by_dataset = {}
-    args.out.mkdir(parents=True, exist_ok=True)
     with limit_threads(args.threads):
         for name in names:
             start = time.perf_counter()
             rows_by_dataset[name] = study_dataset(SUITE_DATASETS[name], args.seed, args.tiny)
             counts = " ".join(f"{r['scale']:g}:{r['n_clusters']}" for r in rows_by_dataset[name])
             print(f"{name}: {counts} ({time.perf_counter() - start:.0f} s)", flush=True)
-            write_rows(
-                [r for rows in rows_by_dataset.values() for r in rows], args.out / "dp-scale.csv"
-            )
-            (args.out / "dp-scale.md").write_text(markdown(rows_by_dataset, command))
-            figure(rows_by_dataset, args.out / "dp-scale.png")
+            write_report(rows_by_dataset, args.out, command)
     print((args.out / "dp-scale.md").read_text())
 
 

@@ -15,7 +15,10 @@ from benchmarks.dp_scale import (
     partition_evidence,
     picks,
     pretrained_codes,
+    read_rows,
+    write_rows,
 )
+from benchmarks.dp_scale import main as dp_scale_main
 from benchmarks.suite_datasets import SUITE_DATASETS
 
 
@@ -109,3 +112,22 @@ def test_first_e_step_uses_the_fitted_code_size_and_survives_a_split():
     mixture = first_e_step(estimator, blobs, 50.0, 0)
     assert len(np.unique(mixture.predict(blobs))) == 3
     assert estimator.cluster_scale_ != 50.0  # the study's copies leave the estimator alone
+
+
+def test_report_merges_runs_on_disjoint_data_sets_in_the_suite_order(tmp_path):
+    runs = {"wine": [9, 8, 6, 4, 3, 2, 1, 1], "iris": [7, 5, 3, 3, 2, 2, 2, 1]}
+    for name, counts in runs.items():
+        (tmp_path / name).mkdir()
+        write_rows(_rows(name, 3, counts, auto_scale=SCALES[4]), tmp_path / name / "dp-scale.csv")
+    csvs = [str(tmp_path / name / "dp-scale.csv") for name in runs]
+    dp_scale_main(["--report", *csvs, "--out", str(tmp_path)])
+    merged = read_rows([tmp_path / "dp-scale.csv"])
+    assert list(merged) == ["iris", "wine"]  # the suite's order, not the CSVs'
+    assert [r["n_clusters"] for r in merged["wine"]] == runs["wine"]
+    assert merged["iris"][4]["auto"] is True and merged["iris"][0]["auto"] is False
+    report = (tmp_path / "dp-scale.md").read_text()
+    assert "| iris | 100 | 3 | 7 | 5 | 3 | 3 | 2 | 2 | 2 | 1 |" in report
+    assert "--report " + csvs[0] in report
+    assert (tmp_path / "dp-scale.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="repeats data sets of an earlier CSV: iris"):
+        read_rows([csvs[1], csvs[1]])
