@@ -92,9 +92,10 @@ def first_e_step(estimator, Z, scale, seed):
     """
     copy = clone(estimator).set_params(cluster_scale=scale, callbacks=None)
     # The fitted state the E-step reads: the code size (capped at the input's,
-    # so not the parameter's) and the prior shrink that a split multiplies.
+    # so not the parameter's) and the attributes the estimator declares its
+    # E-step sets (among them the prior shrink that a split multiplies).
     copy.network_spec_ = estimator.network_spec_
-    copy._split_shrink = 1.0
+    copy.__dict__.update({name: getattr(estimator, name) for name in estimator._e_step_attributes})
     copy.cluster_scale_ = scale
     copy.n_components_ = min(int(copy.n_components), len(Z))
     mixture = make_mixture(random_state=np.random.RandomState(seed), **copy._mixture_params())
