@@ -92,7 +92,7 @@ def test_the_first_e_step_splits_what_the_prior_merged_and_shrinks_the_prior(mon
     mixture.fit(Z)
     n_merged = len(occupied_components(mixture, Z))
     assert n_merged < 15
-    mixture = model._split_merged_clusters(mixture, Z)
+    mixture = model._revise_first_partition(mixture, Z)
     n_split = len(occupied_components(mixture, Z))
     assert n_split == 20
     assert adjusted_rand_score(y, mixture.predict(Z)) > 0.95
