@@ -60,7 +60,7 @@ def test_each_merge_raises_the_modularity_and_a_single_cluster_or_tiny_input_is_
     merged = merge_clusters(Z, labels, n_neighbors=10)
     assert merged.max() < labels.max()
     assert _modularity(Z, merged) > _modularity(Z, labels)
-    np.testing.assert_array_equal(merge_clusters(Z, np.zeros(100), n_neighbors=10), 0)
+    np.testing.assert_array_equal(merge_clusters(Z, np.zeros(300), n_neighbors=10), 0)
     np.testing.assert_array_equal(merge_clusters(Z[:2], np.array([3, 5]), n_neighbors=10), [0, 1])
 
 
