@@ -49,6 +49,7 @@ from skdiffclust.callbacks import Callback
 from skdiffclust.deep_dpgmm import auto_cluster_scale
 from skdiffclust.metrics import clustering_accuracy
 
+from .csv_rows import read_rows as read_csv_rows
 from .measure import limit_threads
 from .registry import METHODS, load_dataset
 from .report import k_tolerance
@@ -319,12 +320,11 @@ def read_rows(paths):
     rows_by_dataset = {}
     for path in paths:
         found = {}
-        with open(path, newline="") as file:
-            for row in csv.DictReader(file):
-                row.update({key: int(row[key]) for key in _INT_COLUMNS})
-                row.update({key: float(row[key]) for key in _FLOAT_COLUMNS})
-                row["auto"] = row["auto"] == "True"
-                found.setdefault(row["dataset"], []).append(row)
+        typed = read_csv_rows(
+            path, integers=_INT_COLUMNS, floats=_FLOAT_COLUMNS, booleans=("auto",)
+        )
+        for row in typed:
+            found.setdefault(row["dataset"], []).append(row)
         repeated = sorted(set(found) & set(rows_by_dataset))
         if repeated:
             raise ValueError(f"{path} repeats data sets of an earlier CSV: {', '.join(repeated)}.")

@@ -39,6 +39,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from skdiffclust import ClusterDDPM, DeepDPGMMClusterer
 from skdiffclust.metrics import clustering_accuracy
 
+from .csv_rows import read_rows
 from .peers import PEER_METHODS
 from .registry import DataInfo
 from .run import _available
@@ -359,22 +360,14 @@ def read_records(path):
     Raises ValueError, naming the missing columns, on a file that lacks some
     of :data:`COLUMNS` (one written by an older version of this script).
     """
-    with open(path, newline="") as file:
-        reader = csv.DictReader(file)
-        missing = [column for column in COLUMNS if column not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError(
-                f"{path} lacks the columns {', '.join(missing)}: it was written by an older "
-                "version of benchmarks.images. Move it away, or run without --append to "
-                "replace it."
-            )
-        records = list(reader)
-    for record in records:
-        for column in INTEGER_COLUMNS:
-            record[column] = int(record[column])
-        for column in FLOAT_COLUMNS:
-            record[column] = float(record[column])
-    return records
+    return read_rows(
+        path,
+        integers=INTEGER_COLUMNS,
+        floats=FLOAT_COLUMNS,
+        required=COLUMNS,
+        missing_hint="it was written by an older version of benchmarks.images. Move it away, "
+        "or run without --append to replace it.",
+    )
 
 
 def _fit_key(record):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .csv_rows import read_rows
+
 #: Columns of the results CSV, one row per method x data set x seed.
 RESULT_COLUMNS = [
     "dataset",
@@ -39,6 +41,8 @@ NUMERIC_COLUMNS = SCORES + [
     "peak_rss_mb",
     "fit_memory_mb",
 ]
+#: Columns of the results CSV that hold whole numbers.
+INTEGER_COLUMNS = ("seed", "n_samples", "n_features", "n_classes", "n_clusters_found")
 
 
 #: Where the benchmark scripts write their reports.
@@ -109,20 +113,8 @@ def write_csv(records, path, append=False):
 
 def read_csv(path):
     """The records of a results CSV, with numbers as numbers (empty cells as NaN)."""
-    integers = {"seed", "n_samples", "n_features", "n_classes", "n_clusters_found"}
-    records = []
-    with open(path, newline="") as file:
-        for row in csv.DictReader(file):
-            for column in set(NUMERIC_COLUMNS) | integers:
-                if column not in row:
-                    continue
-                value = row[column]
-                if value == "":
-                    row[column] = math.nan
-                else:
-                    row[column] = int(value) if column in integers else float(value)
-            records.append(row)
-    return records
+    floats = [column for column in NUMERIC_COLUMNS if column not in INTEGER_COLUMNS]
+    return read_rows(path, integers=INTEGER_COLUMNS, floats=floats)
 
 
 def summarize(records):

@@ -30,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from skdiffclust import deep_dpgmm
 from skdiffclust.metrics import clustering_accuracy
 
+from .csv_rows import read_rows as read_csv_rows
 from .measure import limit_threads
 from .registry import TINY_DEEP_PARAMS, load_dataset
 from .suite_datasets import SUITE_DATASETS
@@ -46,6 +47,7 @@ FIELDS = (
     "cluster_scale",
     "fit_s",
 )
+_INT_FIELDS = ("seed", "k_true", "k_first", "k_found")
 #: make_blobs sets outside the suite: (rows, features, centres).
 BLOBS = ((3000, 10, 50), (2000, 20, 50), (4000, 5, 50), (2000, 10, 20), (1500, 8, 30), (600, 6, 12))
 
@@ -97,9 +99,9 @@ def fit_one(power, name, seed, X, y, tiny):
 
 def markdown(rows, command):
     """One table: clusters found (and accuracy) per data set and power."""
-    powers = sorted({float(row["power"]) for row in rows})
+    powers = sorted({row["power"] for row in rows})
     keys = list(dict.fromkeys((row["dataset"], row["seed"], row["k_true"]) for row in rows))
-    cell = {(row["dataset"], row["seed"], float(row["power"])): row for row in rows}
+    cell = {(row["dataset"], row["seed"], row["power"]): row for row in rows}
     lines = [
         "# Prior shrink after DeepDPGMMClusterer's split",
         "",
@@ -129,11 +131,11 @@ def figure(rows, path):
 
     keys = list(dict.fromkeys((row["dataset"], row["seed"]) for row in rows))
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    powers = sorted({float(row["power"]) for row in rows})
+    powers = sorted({row["power"] for row in rows})
     for offset, power in zip(np.linspace(-0.2, 0.2, len(powers)), powers, strict=True):
-        mine = [row for row in rows if float(row["power"]) == power]
+        mine = [row for row in rows if row["power"] == power]
         x = [keys.index((row["dataset"], row["seed"])) + offset for row in mine]
-        ratio = [int(row["k_found"]) / int(row["k_true"]) for row in mine]
+        ratio = [row["k_found"] / row["k_true"] for row in mine]
         ax.scatter(x, ratio, label=f"power {power:g}", s=28)
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.axhspan(0.8, 1.2, color="grey", alpha=0.12, label="within 20%")
@@ -148,10 +150,10 @@ def figure(rows, path):
 
 
 def read_rows(paths):
+    """The rows of the CSVs at ``paths``, with the power and the counts as numbers."""
     rows = []
     for path in paths:
-        with open(path, newline="") as handle:
-            rows += list(csv.DictReader(handle))
+        rows += read_csv_rows(path, integers=_INT_FIELDS, floats=("power",))
     return rows
 
 

@@ -22,23 +22,24 @@ def test_tiny_study_writes_one_row_per_fit_and_restores_the_power(tmp_path):
 
 
 def test_markdown_leaves_a_missing_fit_blank():
+    # Rows as read_rows types them.
     rows = [
         {
-            "power": "1",
+            "power": 1.0,
             "dataset": "a",
-            "seed": "0",
-            "k_true": "5",
-            "k_first": "6",
-            "k_found": "5",
+            "seed": 0,
+            "k_true": 5,
+            "k_first": 6,
+            "k_found": 5,
             "acc": "0.9",
         },
         {
-            "power": "2",
+            "power": 2.0,
             "dataset": "b",
-            "seed": "0",
-            "k_true": "4",
-            "k_first": "4",
-            "k_found": "4",
+            "seed": 0,
+            "k_true": 4,
+            "k_first": 4,
+            "k_found": 4,
             "acc": "1.0",
         },
     ]
