@@ -321,7 +321,11 @@ def read_rows(paths):
     for path in paths:
         found = {}
         typed = read_csv_rows(
-            path, integers=_INT_COLUMNS, floats=_FLOAT_COLUMNS, booleans=("auto",)
+            path,
+            integers=_INT_COLUMNS,
+            floats=_FLOAT_COLUMNS,
+            booleans=("auto",),
+            required=("dataset", *_INT_COLUMNS, *_FLOAT_COLUMNS, "auto"),
         )
         for row in typed:
             found.setdefault(row["dataset"], []).append(row)

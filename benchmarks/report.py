@@ -114,7 +114,7 @@ def write_csv(records, path, append=False):
 def read_csv(path):
     """The records of a results CSV, with numbers as numbers (empty cells as NaN)."""
     floats = [column for column in NUMERIC_COLUMNS if column not in INTEGER_COLUMNS]
-    return read_rows(path, integers=INTEGER_COLUMNS, floats=floats)
+    return read_rows(path, integers=INTEGER_COLUMNS, floats=floats, empty_as_nan=True)
 
 
 def summarize(records):
