@@ -200,6 +200,10 @@ def _make_cluster_ddpm_ward(info, seed, tiny):
     return _make_cluster_ddpm(info, seed, tiny).set_params(init_params="ward")
 
 
+def _make_cluster_ddpm_umap_input(info, seed, tiny):
+    return _make_cluster_ddpm(info, seed, tiny).set_params(init_params="umap-input")
+
+
 def _warm_up_cluster_ddpm(estimator, X):
     """Compile the UMAP of ClusterDDPM's default start (see :func:`compile_umap`),
     on float32 rows like the latent codes it partitions."""
@@ -328,6 +332,16 @@ VARIANT_METHODS = {
             "defaults, n_clusters = number of classes",
             _make_cluster_ddpm_ward,
             package_attribute="ClusterDDPM",
+        ),
+        Method(
+            "ClusterDDPM-umap-input",
+            "skdiffclust.ClusterDDPM(init_params='umap-input'): the kept UMAP partition is "
+            "of the scaled input, not of the pretrained codes; the other parameters at their "
+            "defaults, n_clusters = number of classes",
+            _make_cluster_ddpm_umap_input,
+            requires=("umap",),
+            package_attribute="ClusterDDPM",
+            warm_up=_warm_up_cluster_ddpm,
         ),
     ]
 }

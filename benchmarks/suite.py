@@ -64,6 +64,7 @@ SUITE_METHODS = {
         for name in (
             "ClusterDDPM",
             "ClusterDDPM-ward",
+            "ClusterDDPM-umap-input",
             "DeepDPGMM",
             "KMeans",
             "GMM-PCA50",
@@ -73,7 +74,7 @@ SUITE_METHODS = {
     },
     **PEER_METHODS,
 }
-ESTIMATORS = ("ClusterDDPM", "ClusterDDPM-ward", "DeepDPGMM")
+ESTIMATORS = ("ClusterDDPM", "ClusterDDPM-ward", "ClusterDDPM-umap-input", "DeepDPGMM")
 BASELINES = tuple(name for name in SUITE_METHODS if name not in ESTIMATORS)
 #: The classical methods that an estimator should at least match.
 REFERENCES = ("KMeans", "GMM-PCA50")

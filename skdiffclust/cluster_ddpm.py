@@ -11,6 +11,7 @@ import torch
 from sklearn.utils._param_validation import Hidden, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from . import distributed as _distributed
 from ._base import BaseDeepClusterer
 from ._mixture import (
     GIVEN_K_INIT_PARAMS,
@@ -44,6 +45,10 @@ _REFERENCE_SKEW_N_FEATURES = 64
 #: fits the components' shapes to it on the current codes; more move towards
 #: the likeliest mixture of the codes, which cuts across it.
 _UMAP_E_STEP_MAX_ITER = 1
+
+#: Starts that partition rows by a Gaussian mixture on a UMAP embedding, kept
+#: for the whole fit: of the pretrained codes, or of the scaled input.
+_UMAP_STARTS = ("umap", "umap-input")
 
 #: Denoiser rows per forward pass of ``score_samples`` (each sample takes one
 #: row per sampled timestep), and input values per pass, for large images.
@@ -201,8 +206,8 @@ class ClusterDDPM(BaseDeepClusterer):
     weight_concentration_prior : float, default=None
         Concentration of the weight prior; None means ``1 / n_clusters``.
 
-    init_params : {"umap", "ward", "kmeans", "k-means++", "random", \
-            "random_from_data"}, default="umap"
+    init_params : {"umap", "umap-input", "ward", "kmeans", "k-means++", \
+            "random", "random_from_data"}, default="umap"
         How the first E-step's mixture is initialised. ``"umap"`` partitions
         the latent means by a Gaussian mixture on their UMAP embedding
         (``n_clusters`` dimensions, ``min_dist=0``, as in N2D; the likeliest
@@ -213,7 +218,11 @@ class ClusterDDPM(BaseDeepClusterer):
         likelier Gaussian one that cuts across the classes. UMAP follows
         classes that lie on curved, non-Gaussian manifolds of the code space;
         its first call in a process compiles numba's code (see the user guide
-        for the cost).
+        for the cost). ``"umap-input"`` does the same with the UMAP
+        embedding of the scaled input rows instead of their codes: choose it
+        when the pretrained codes separate the classes less well than the
+        input does, as when few pretraining epochs or a small data set leave
+        them coarse.
         ``"ward"`` starts from Ward's agglomerative clustering of the latent
         means (on a random subset of 5,000 of them for larger data) and lets
         every E-step refit the mixture freely: choose it when the classes are
@@ -381,7 +390,7 @@ class ClusterDDPM(BaseDeepClusterer):
         "denoiser": [StrOptions({"unet", "mlp"})],
         "augmentation": [StrOptions(set(AUGMENTATION_PRESETS)), None],
         "augmentation_strength": [reals(0, closed="left")],
-        "init_params": [StrOptions(set(GIVEN_K_INIT_PARAMS))],
+        "init_params": [StrOptions({*GIVEN_K_INIT_PARAMS, *_UMAP_STARTS})],
     }
 
     _network_roles = {"encoder": "encoder", "denoiser": "denoiser"}
@@ -459,7 +468,7 @@ class ClusterDDPM(BaseDeepClusterer):
     def _validate_method_params(self, n_samples, n_features):
         if n_samples < self.n_clusters:
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
-        if self.init_params == "umap":
+        if self.init_params in _UMAP_STARTS:
             check_umap_installed()  # before training, not after pretraining
         if self.unet_width != "deprecated":
             warnings.warn(
@@ -493,18 +502,39 @@ class ClusterDDPM(BaseDeepClusterer):
             "covariance_type": self.covariance_type,
             "weight_concentration_prior_type": self.weight_concentration_prior_type,
             "weight_concentration_prior": self.weight_concentration_prior,
-            "init_params": self.init_params,
+            # The mixture never starts itself from the input: its fresh fits
+            # see only codes.
+            "init_params": "umap" if self.init_params == "umap-input" else self.init_params,
         }
 
+    def _e_step(self, mixture, Xs, history, random_state, max_iter, iteration, callbacks):
+        if self.init_params != "umap-input" or max_iter is not None:
+            return super()._e_step(
+                mixture, Xs, history, random_state, max_iter, iteration, callbacks
+            )
+        # The first E-step partitions the rows by their scaled input, on the
+        # rank that fits the mixture.
+        ctx = getattr(self, "_dist", None)
+        rows = Xs.flatten(1).cpu().numpy()
+        self._start_inputs = rows if ctx is None else _distributed.gather_rows(rows, ctx, dst=0)
+        try:
+            return super()._e_step(
+                mixture, Xs, history, random_state, max_iter, iteration, callbacks
+            )
+        finally:
+            del self._start_inputs
+
     def _fit_e_step_mixture(self, mixture, Z, max_iter, rows=None):
-        if self.init_params != "umap":
+        if self.init_params not in _UMAP_STARTS:
             return super()._fit_e_step_mixture(mixture, Z, max_iter, rows)
         Z_fit = Z if rows is None else Z[rows]
         if max_iter is None:
             # The first E-step: UMAP's partition, kept for the whole fit (for
             # rows outside a subsample, the mixture's posterior on it).
             random_state = check_random_state(mixture.random_state)
-            labels = umap_labels(Z_fit, mixture.n_components, random_state)
+            points = Z if self.init_params == "umap" else self._start_inputs
+            points = points if rows is None else points[rows]
+            labels = umap_labels(points, mixture.n_components, random_state)
             mixture = refit_from_partition(mixture, Z_fit, labels, _UMAP_E_STEP_MAX_ITER)
             partition = labels
             if rows is not None:

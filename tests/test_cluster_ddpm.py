@@ -299,16 +299,18 @@ def test_divergence_names_the_learning_rate_of_its_stage():
 
 
 # ----------------------------------------------------------- the UMAP start
-def test_umap_start_clusters_reproducibly():
+@pytest.mark.parametrize("init_params", ["umap", "umap-input"])
+def test_umap_start_clusters_reproducibly(init_params):
     pytest.importorskip("umap")
     X, y = blobs(n_samples=90)
-    first = small(ClusterDDPM, init_params="umap", random_state=0).fit(X)
-    second = small(ClusterDDPM, init_params="umap", random_state=0).fit(X)
+    first = small(ClusterDDPM, init_params=init_params, random_state=0).fit(X)
+    second = small(ClusterDDPM, init_params=init_params, random_state=0).fit(X)
     np.testing.assert_array_equal(first.labels_, second.labels_)
     assert adjusted_rand_score(y, first.labels_) > 0.8
 
 
-def test_umap_started_e_steps_refit_to_the_first_partition(monkeypatch):
+@pytest.mark.parametrize("init_params", ["umap", "umap-input"])
+def test_umap_started_e_steps_refit_to_the_first_partition(monkeypatch, init_params):
     pytest.importorskip("umap")
     from skdiffclust import cluster_ddpm
 
@@ -321,7 +323,7 @@ def test_umap_started_e_steps_refit_to_the_first_partition(monkeypatch):
         return refit(mixture, Z, labels, max_iter)
 
     monkeypatch.setattr(cluster_ddpm, "refit_from_partition", recording)
-    model = small(ClusterDDPM, init_params="umap", n_iter=3, random_state=0).fit(X)
+    model = small(ClusterDDPM, init_params=init_params, n_iter=3, random_state=0).fit(X)
     assert len(seen) == 4  # every E-step, the first (UMAP's partition) included
     for labels in seen[1:]:
         np.testing.assert_array_equal(labels, seen[0])
@@ -332,13 +334,39 @@ def test_umap_started_e_steps_refit_to_the_first_partition(monkeypatch):
     np.testing.assert_array_equal(seen[0], model.mixture_.predict(model.transform(X)))
     # On a subsample, each E-step refits on its rows' share of the partition.
     seen.clear()
-    small(ClusterDDPM, init_params="umap", n_iter=2, e_step_max_samples=40).fit(X)
+    small(ClusterDDPM, init_params=init_params, n_iter=2, e_step_max_samples=40).fit(X)
     assert [len(labels) for labels in seen] == [40, 40, 40]
 
 
-def test_umap_start_without_umap_fails_before_training(monkeypatch):
+@pytest.mark.parametrize("init_params", ["umap", "umap-input"])
+def test_umap_start_embeds_the_codes_or_the_scaled_input(monkeypatch, init_params):
+    pytest.importorskip("umap")
+    from skdiffclust import cluster_ddpm
+
+    X, _ = blobs(n_samples=90)
+    embedded = []
+    labels_of = cluster_ddpm.umap_labels
+
+    def recording(points, n_clusters, random_state):
+        embedded.append(np.array(points))
+        return labels_of(points, n_clusters, random_state)
+
+    monkeypatch.setattr(cluster_ddpm, "umap_labels", recording)
+    model = small(ClusterDDPM, init_params=init_params, n_iter=1, random_state=0).fit(X)
+    assert len(embedded) == 1  # the first E-step only
+    if init_params == "umap":
+        assert embedded[0].shape == (len(X), model.latent_dim)
+    else:
+        np.testing.assert_allclose(embedded[0], model._scale(X), rtol=1e-6)
+    assert not hasattr(model, "_start_inputs")  # dropped after the first E-step
+    # The mixture's own fresh fits start from the codes.
+    assert model.mixture_.init_params == "umap"
+
+
+@pytest.mark.parametrize("init_params", ["umap", "umap-input"])
+def test_umap_start_without_umap_fails_before_training(monkeypatch, init_params):
     monkeypatch.setitem(__import__("sys").modules, "umap", None)
-    model = small(ClusterDDPM, init_params="umap")
+    model = small(ClusterDDPM, init_params=init_params)
     with pytest.raises(ImportError, match="pip install umap-learn, or pass init_params='ward'"):
         model.fit(blobs()[0])
     assert not hasattr(model, "encoder_")
@@ -351,3 +379,5 @@ def test_umap_start_needs_the_number_of_clusters():
 
     with pytest.raises(InvalidParameterError, match="init_params"):
         small(DeepDPGMMClusterer, init_params="umap").fit(blobs()[0])
+    with pytest.raises(InvalidParameterError, match="init_params"):
+        small(DeepDPGMMClusterer, init_params="umap-input").fit(blobs()[0])
