@@ -200,13 +200,13 @@ def _make_cluster_ddpm_ward(info, seed, tiny):
     return _make_cluster_ddpm(info, seed, tiny).set_params(init_params="ward")
 
 
-def _make_cluster_ddpm_umap_input(info, seed, tiny):
-    return _make_cluster_ddpm(info, seed, tiny).set_params(init_params="umap-input")
+def _make_cluster_ddpm_umap_codes(info, seed, tiny):
+    return _make_cluster_ddpm(info, seed, tiny).set_params(init_params="umap")
 
 
 def _warm_up_cluster_ddpm(estimator, X):
-    """Compile the UMAP of ClusterDDPM's default start (see :func:`compile_umap`),
-    on float32 rows like the latent codes it partitions."""
+    """Compile the UMAP of ClusterDDPM's UMAP starts (see :func:`compile_umap`),
+    on float32 rows like the inputs and latent codes they partition."""
     from skdiffclust._mixture import umap_embedder
 
     umap = umap_embedder((len(X), estimator.latent_dim), estimator.n_clusters, 0)
@@ -282,7 +282,8 @@ METHODS = {
     for method in [
         Method(
             "ClusterDDPM",
-            "skdiffclust.ClusterDDPM, default parameters (UMAP start), n_clusters = number of "
+            "skdiffclust.ClusterDDPM, default parameters (UMAP start of the input), n_clusters = "
+            "number of "
             "classes; numba's compilation is done by an untimed warm-up fit on 200 rows",
             _make_cluster_ddpm,
             requires=("umap",),
@@ -334,11 +335,11 @@ VARIANT_METHODS = {
             package_attribute="ClusterDDPM",
         ),
         Method(
-            "ClusterDDPM-umap-input",
-            "skdiffclust.ClusterDDPM(init_params='umap-input'): the kept UMAP partition is "
-            "of the scaled input, not of the pretrained codes; the other parameters at their "
-            "defaults, n_clusters = number of classes",
-            _make_cluster_ddpm_umap_input,
+            "ClusterDDPM-umap-codes",
+            "skdiffclust.ClusterDDPM(init_params='umap'): the kept UMAP partition is of the "
+            "pretrained codes, not of the scaled input (the default before 2026-12-07); the "
+            "other parameters at their defaults, n_clusters = number of classes",
+            _make_cluster_ddpm_umap_codes,
             requires=("umap",),
             package_attribute="ClusterDDPM",
             warm_up=_warm_up_cluster_ddpm,

@@ -63,8 +63,8 @@ SUITE_METHODS = {
         name: _ALL_METHODS[name]
         for name in (
             "ClusterDDPM",
+            "ClusterDDPM-umap-codes",
             "ClusterDDPM-ward",
-            "ClusterDDPM-umap-input",
             "DeepDPGMM",
             "KMeans",
             "GMM-PCA50",
@@ -74,7 +74,7 @@ SUITE_METHODS = {
     },
     **PEER_METHODS,
 }
-ESTIMATORS = ("ClusterDDPM", "ClusterDDPM-ward", "ClusterDDPM-umap-input", "DeepDPGMM")
+ESTIMATORS = ("ClusterDDPM", "ClusterDDPM-umap-codes", "ClusterDDPM-ward", "DeepDPGMM")
 BASELINES = tuple(name for name in SUITE_METHODS if name not in ESTIMATORS)
 #: The classical methods that an estimator should at least match.
 REFERENCES = ("KMeans", "GMM-PCA50")

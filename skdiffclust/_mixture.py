@@ -66,7 +66,8 @@ def check_umap_installed():
         import umap  # noqa: F401
     except ImportError as exc:
         raise ImportError(
-            "init_params='umap' (ClusterDDPM's default) needs umap-learn, a dependency of "
+            "ClusterDDPM's UMAP starts (init_params='umap-input', the default, or 'umap') "
+            "need umap-learn, a dependency of "
             "skdiffclust that is not importable here: pip install umap-learn, or pass "
             "init_params='ward'."
         ) from exc

@@ -206,23 +206,22 @@ class ClusterDDPM(BaseDeepClusterer):
     weight_concentration_prior : float, default=None
         Concentration of the weight prior; None means ``1 / n_clusters``.
 
-    init_params : {"umap", "umap-input", "ward", "kmeans", "k-means++", \
-            "random", "random_from_data"}, default="umap"
-        How the first E-step's mixture is initialised. ``"umap"`` partitions
-        the latent means by a Gaussian mixture on their UMAP embedding
-        (``n_clusters`` dimensions, ``min_dist=0``, as in N2D; the likeliest
-        of 10 starts), and keeps that partition for the whole fit: every later
-        E-step refits each component to its rows of it, with a single
-        variational iteration on the current codes, so the components follow
-        the codes as training moves them but the partition cannot drift to a
-        likelier Gaussian one that cuts across the classes. UMAP follows
-        classes that lie on curved, non-Gaussian manifolds of the code space;
-        its first call in a process compiles numba's code (see the user guide
-        for the cost). ``"umap-input"`` does the same with the UMAP
-        embedding of the scaled input rows instead of their codes: choose it
-        when the pretrained codes separate the classes less well than the
-        input does, as when few pretraining epochs or a small data set leave
-        them coarse.
+    init_params : {"umap-input", "umap", "ward", "kmeans", "k-means++", \
+            "random", "random_from_data"}, default="umap-input"
+        How the first E-step's mixture is initialised. ``"umap-input"``
+        partitions the rows by a Gaussian mixture on a UMAP embedding of
+        their scaled input (``n_clusters`` dimensions, ``min_dist=0``, as in
+        N2D; the likeliest of 10 starts), and keeps that partition for the
+        whole fit: every E-step fits each component to its rows of it in the
+        code space, with a single variational iteration on the current codes,
+        so the components follow the codes as training moves them but the
+        partition cannot drift to a likelier Gaussian one that cuts across
+        the classes. UMAP follows classes that lie on curved, non-Gaussian
+        manifolds; its first call in a process compiles numba's code (see the
+        user guide for the cost). ``"umap"`` embeds the pretrained latent
+        means instead of the input: choose it when training makes the codes
+        separate the classes better than the input does, as long pretraining
+        with ``augmentation`` does on images.
         ``"ward"`` starts from Ward's agglomerative clustering of the latent
         means (on a random subset of 5,000 of them for larger data) and lets
         every E-step refit the mixture freely: choose it when the classes are
@@ -419,7 +418,7 @@ class ClusterDDPM(BaseDeepClusterer):
         covariance_type="full",
         weight_concentration_prior_type="dirichlet_distribution",
         weight_concentration_prior=None,
-        init_params="umap",
+        init_params="umap-input",
         pretrain_epochs=100,
         n_iter=30,
         batch_size=128,

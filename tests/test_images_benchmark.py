@@ -193,7 +193,7 @@ def test_a_variant_is_held_to_its_base_methods_targets():
 
 def test_the_ward_variant_keeps_the_former_default_start():
     shape = (1, 8, 8)
-    assert images.build("ClusterDDPM", shape, None, 0, True).init_params == "umap"
+    assert images.build("ClusterDDPM", shape, None, 0, True).init_params == "umap-input"
     ward = images.build("ClusterDDPM-ward", shape, None, 0, True)
     assert (ward.init_params, ward.denoiser) == ("ward", "mlp")
 

@@ -110,11 +110,11 @@ def test_the_budget_scales_the_epochs_auto_would_run():
 
 def test_the_start_variant_runs_when_named():
     info = DataInfo(100, 4, 3)
-    assert SUITE_METHODS["ClusterDDPM"].make(info, 0, False).init_params == "umap"
+    assert SUITE_METHODS["ClusterDDPM"].make(info, 0, False).init_params == "umap-input"
     assert SUITE_METHODS["ClusterDDPM-ward"].make(info, 0, False).init_params == "ward"
-    variant = SUITE_METHODS["ClusterDDPM-umap-input"].make(info, 0, False)
-    assert variant.init_params == "umap-input"
-    assert not {"ClusterDDPM-ward", "ClusterDDPM-umap-input"} & set(default_methods())
+    variant = SUITE_METHODS["ClusterDDPM-umap-codes"].make(info, 0, False)
+    assert variant.init_params == "umap"
+    assert not {"ClusterDDPM-ward", "ClusterDDPM-umap-codes"} & set(default_methods())
     assert {"ClusterDDPM", "DeepDPGMM", "KMeans"} <= set(default_methods())
     # The report lists the methods in the suite's order, whatever order they ran in.
     records = _records({("a", "KMeans"): [0.5], ("a", "ClusterDDPM-ward"): [0.6]})
