@@ -507,21 +507,18 @@ class ClusterDDPM(BaseDeepClusterer):
         }
 
     def _e_step(self, mixture, Xs, history, random_state, max_iter, iteration, callbacks):
-        if self.init_params != "umap-input" or max_iter is not None:
-            return super()._e_step(
-                mixture, Xs, history, random_state, max_iter, iteration, callbacks
-            )
-        # The first E-step partitions the rows by their scaled input, on the
-        # rank that fits the mixture.
-        ctx = getattr(self, "_dist", None)
-        rows = Xs.flatten(1).cpu().numpy()
-        self._start_inputs = rows if ctx is None else _distributed.gather_rows(rows, ctx, dst=0)
+        if self.init_params == "umap-input" and max_iter is None:
+            # The first E-step partitions the rows by their scaled input, on
+            # the rank that fits the mixture.
+            ctx = getattr(self, "_dist", None)
+            rows = Xs.flatten(1).cpu().numpy()
+            self._start_inputs = rows if ctx is None else _distributed.gather_rows(rows, ctx, dst=0)
         try:
             return super()._e_step(
                 mixture, Xs, history, random_state, max_iter, iteration, callbacks
             )
         finally:
-            del self._start_inputs
+            self.__dict__.pop("_start_inputs", None)
 
     def _fit_e_step_mixture(self, mixture, Z, max_iter, rows=None):
         if self.init_params not in _UMAP_STARTS:

@@ -299,6 +299,20 @@ def test_divergence_names_the_learning_rate_of_its_stage():
 
 
 # ----------------------------------------------------------- the UMAP start
+def _record_argument(monkeypatch, module, name, position):
+    """Wrap ``module.name`` so that each call's positional argument ``position``
+    is copied to the returned list."""
+    seen = []
+    original = getattr(module, name)
+
+    def recording(*args):
+        seen.append(np.array(args[position]))
+        return original(*args)
+
+    monkeypatch.setattr(module, name, recording)
+    return seen
+
+
 @pytest.mark.parametrize("init_params", ["umap", "umap-input"])
 def test_umap_start_clusters_reproducibly(init_params):
     pytest.importorskip("umap")
@@ -315,14 +329,7 @@ def test_umap_started_e_steps_refit_to_the_first_partition(monkeypatch, init_par
     from skdiffclust import cluster_ddpm
 
     X, _ = blobs(n_samples=90)
-    seen = []
-    refit = cluster_ddpm.refit_from_partition
-
-    def recording(mixture, Z, labels, max_iter):
-        seen.append(np.array(labels))
-        return refit(mixture, Z, labels, max_iter)
-
-    monkeypatch.setattr(cluster_ddpm, "refit_from_partition", recording)
+    seen = _record_argument(monkeypatch, cluster_ddpm, "refit_from_partition", 2)
     model = small(ClusterDDPM, init_params=init_params, n_iter=3, random_state=0).fit(X)
     assert len(seen) == 4  # every E-step, the first (UMAP's partition) included
     for labels in seen[1:]:
@@ -344,14 +351,7 @@ def test_umap_start_embeds_the_codes_or_the_scaled_input(monkeypatch, init_param
     from skdiffclust import cluster_ddpm
 
     X, _ = blobs(n_samples=90)
-    embedded = []
-    labels_of = cluster_ddpm.umap_labels
-
-    def recording(points, n_clusters, random_state):
-        embedded.append(np.array(points))
-        return labels_of(points, n_clusters, random_state)
-
-    monkeypatch.setattr(cluster_ddpm, "umap_labels", recording)
+    embedded = _record_argument(monkeypatch, cluster_ddpm, "umap_labels", 0)
     model = small(ClusterDDPM, init_params=init_params, n_iter=1, random_state=0).fit(X)
     assert len(embedded) == 1  # the first E-step only
     if init_params == "umap":
