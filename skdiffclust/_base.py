@@ -80,8 +80,8 @@ class _Objective(torch.nn.Module):
         super().__init__()
         self.networks = torch.nn.ModuleDict(networks)
 
-    def forward(self, loss_fn, x):
-        return loss_fn(x)
+    def forward(self, loss_fn, x, rows):
+        return loss_fn(x, rows)
 
 
 def _data_parallel_objective(networks, ctx):
@@ -335,7 +335,28 @@ class BaseDeepClusterer(
 
     @abstractmethod
     def _network_loss(self, x, mixture):
-        """Loss of one network-step batch given the fixed :class:`TorchMixture`."""
+        """Loss of one network-step batch given the fixed :class:`TorchMixture`.
+
+        An estimator whose E-step keeps a partition (:meth:`_kept_partition`)
+        also takes ``components``, the batch's rows' components in it.
+        """
+
+    def _kept_partition(self):
+        """The component of every training row that the E-step keeps, or None.
+
+        An E-step that keeps a hard partition of the rows makes it the
+        network step's ``q(c|x)``; by default the E-step keeps none.
+        """
+        return None
+
+    def _em_batch_loss(self, mixture, device):
+        """The loss of one EM epoch's batch ``x`` of training ``rows``."""
+        torch_mixture = TorchMixture.from_sklearn(mixture, device)
+        partition = self._kept_partition()
+        if partition is None:
+            return lambda x, rows: self._network_loss(x, torch_mixture)
+        components = torch.as_tensor(partition, dtype=torch.long, device=device)
+        return lambda x, rows: self._network_loss(x, torch_mixture, components=components[rows])
 
     @abstractmethod
     def _mixture_params(self):
@@ -680,7 +701,7 @@ class BaseDeepClusterer(
         for epoch in range(n_epochs):
             loss, seconds = self._timed_epoch(
                 data.train,
-                self._pretrain_loss,
+                lambda x, rows: self._pretrain_loss(x),
                 optimizer,
                 "pretrain",
                 epoch,
@@ -713,11 +734,10 @@ class BaseDeepClusterer(
             group["lr"] = getattr(self, self._learning_rate_param("EM"))
         done = len(history["loss"])
         for iteration in range(self.n_iter):
-            torch_mixture = TorchMixture.from_sklearn(mixture, device)
             start = time.perf_counter()
             loss, _ = self._timed_epoch(
                 data.train,
-                lambda x, mixture=torch_mixture: self._network_loss(x, mixture),
+                self._em_batch_loss(mixture, device),
                 optimizer,
                 "EM",
                 iteration,
@@ -793,8 +813,9 @@ class BaseDeepClusterer(
         return f"Lower {name} (now {getattr(self, name)}) or check the scale of X."
 
     def _timed_epoch(self, Xs, loss_fn, optimizer, stage, epoch, n_epochs, callbacks):
-        """One epoch of ``loss_fn`` with the callbacks' ``on_epoch_begin``;
-        returns the mean loss and the seconds it took."""
+        """One epoch of ``loss_fn(x, rows)``, a batch and its row indices in
+        ``Xs``, with the callbacks' ``on_epoch_begin``; returns the mean loss
+        and the seconds it took."""
         _notify(callbacks, "on_epoch_begin", self, stage=stage, epoch=epoch, n_epochs=n_epochs)
         start = time.perf_counter()
         loss = self._run_epoch(Xs, loss_fn, optimizer, stage, epoch, callbacks)
@@ -812,7 +833,8 @@ class BaseDeepClusterer(
             _notify(callbacks, "on_batch_begin", self, stage=stage, batch_size=len(idx))
             # Data-parallel, the whole loss is the forward pass of one DDP
             # wrapper around the networks.
-            loss = loss_fn(Xs[idx]) if objective is None else objective(loss_fn, Xs[idx])
+            x = Xs[idx]
+            loss = loss_fn(x, idx) if objective is None else objective(loss_fn, x, idx)
             if ctx is None and not torch.isfinite(loss):
                 raise self._diverged(f"the loss became {loss.item()}", stage, epoch)
             optimizer.zero_grad(set_to_none=True)

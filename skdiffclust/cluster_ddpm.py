@@ -507,18 +507,28 @@ class ClusterDDPM(BaseDeepClusterer):
         }
 
     def _e_step(self, mixture, Xs, history, random_state, max_iter, iteration, callbacks):
+        ctx = getattr(self, "_dist", None)
         if self.init_params == "umap-input" and max_iter is None:
             # The first E-step partitions the rows by their scaled input, on
             # the rank that fits the mixture.
-            ctx = getattr(self, "_dist", None)
             rows = Xs.flatten(1).cpu().numpy()
             self._start_inputs = rows if ctx is None else _distributed.gather_rows(rows, ctx, dst=0)
+        new_partition = self.init_params in _UMAP_STARTS and "_umap_partition" not in self.__dict__
         try:
-            return super()._e_step(
+            mixture = super()._e_step(
                 mixture, Xs, history, random_state, max_iter, iteration, callbacks
             )
         finally:
             self.__dict__.pop("_start_inputs", None)
+        if new_partition and ctx is not None:
+            # Every rank's network step reads the partition that rank 0 keeps.
+            self._umap_partition = _distributed.broadcast_object(
+                getattr(self, "_umap_partition", None), ctx
+            )
+        return mixture
+
+    def _kept_partition(self):
+        return getattr(self, "_umap_partition", None)
 
     def _fit_e_step_mixture(self, mixture, Z, max_iter, rows=None):
         if self.init_params not in _UMAP_STARTS:
@@ -596,11 +606,11 @@ class ClusterDDPM(BaseDeepClusterer):
         mean, log_var = self._encode(self._augment(x))
         return self._denoising_loss(x, reparameterize(mean, log_var))
 
-    def _network_loss(self, x, mixture):
+    def _network_loss(self, x, mixture, components=None):
         # One encoder pass serves both terms (the authors' code makes two).
         mean, log_var = self._encode(self._augment(x))
         z = reparameterize(mean, log_var)
-        kl = mixture_kl(z, mean, log_var, mixture).mean()
+        kl = mixture_kl(z, mean, log_var, mixture, components).mean()
         return self._denoising_loss(x, z) + self._effective_kl_weight() * kl
 
     # --------------------------------------------------------------- scoring

@@ -113,13 +113,13 @@ def mixture_log_joint(z, mixture):
     )
 
 
-def mixture_kl(z, mean, log_var, mixture):
+def mixture_kl(z, mean, log_var, mixture, components=None):
     """VaDE's KL from q(z, c | x) to the fixed mixture prior p(z, c), per sample.
 
     ``q(z|x) = N(mean, diag exp(log_var))`` and ``q(c|x) = gamma``, the mixture
     posterior evaluated at the sampled ``z`` (not detached, as in the authors'
-    code). The expectation over ``z`` of the Gaussian terms is taken in closed
-    form::
+    code), or the one-hot of a given component per sample. The expectation
+    over ``z`` of the Gaussian terms is taken in closed form::
 
         KL = sum_k gamma_k E_q[-log N(z; m_k, S_k)] - sum_k gamma_k log(pi_k / gamma_k)
              - 1/2 sum_j (1 + log 2 pi + log sigma_j^2)
@@ -131,13 +131,14 @@ def mixture_kl(z, mean, log_var, mixture):
     mean, log_var : torch.Tensor of shape (n_samples, n_dims)
         Parameters of q(z|x).
     mixture : TorchMixture
+    components : torch.Tensor of shape (n_samples,), default=None
+        The component of each sample, for a hard ``q(c|x)`` (whose entropy is
+        zero); None: the posterior ``gamma``.
 
     Returns
     -------
     torch.Tensor of shape (n_samples,)
     """
-    gamma = torch.softmax(mixture_log_joint(z, mixture), dim=1) + 1e-10
-    gamma = gamma / gamma.sum(dim=1, keepdim=True)
     # E_q[-log N(z; m_k, S_k)] = -log N(mean; m_k, S_k) + tr(S_k^-1 diag var) / 2.
     if mixture.covariance_type == "diag":
         precision_diagonals = mixture.precisions_cholesky**2  # (K, d)
@@ -147,8 +148,12 @@ def mixture_kl(z, mean, log_var, mixture):
     trace = torch.exp(log_var) @ precision_diagonals.T  # (n, K)
     log_joint_at_mean = mixture_log_joint(mean, mixture)  # log pi_k + log N(mean; m_k, S_k)
     entropy_q = 0.5 * torch.sum(1.0 + _LOG_2PI + log_var, dim=1)
-    per_component = 0.5 * trace - log_joint_at_mean + torch.log(gamma)
-    return torch.sum(gamma * per_component, dim=1) - entropy_q
+    cross_entropy = 0.5 * trace - log_joint_at_mean  # E_q[-log p(z, c = k)]
+    if components is not None:
+        return cross_entropy.gather(1, components[:, None])[:, 0] - entropy_q
+    gamma = torch.softmax(mixture_log_joint(z, mixture), dim=1) + 1e-10
+    gamma = gamma / gamma.sum(dim=1, keepdim=True)
+    return torch.sum(gamma * (cross_entropy + torch.log(gamma)), dim=1) - entropy_q
 
 
 def latent_spread_penalty(z):

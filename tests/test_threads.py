@@ -29,9 +29,9 @@ class _Recording(ClusterDDPM):
         type(self).seen.append(torch.get_num_threads())
         return super()._pretrain_loss(x)
 
-    def _network_loss(self, x, mixture):
+    def _network_loss(self, x, mixture, components=None):
         type(self).seen.append(torch.get_num_threads())
-        return super()._network_loss(x, mixture)
+        return super()._network_loss(x, mixture, components)
 
     def _encode(self, x):
         type(self).seen.append(torch.get_num_threads())
