@@ -345,6 +345,43 @@ def test_umap_started_e_steps_refit_to_the_first_partition(monkeypatch, init_par
     assert [len(labels) for labels in seen] == [40, 40, 40]
 
 
+@pytest.mark.parametrize("init_params", ["umap", "umap-input", "ward"])
+def test_network_steps_take_q_c_from_the_kept_partition(monkeypatch, init_params):
+    if init_params != "ward":
+        pytest.importorskip("umap")
+    from skdiffclust import cluster_ddpm
+
+    X, _ = blobs(n_samples=90)
+    partitions = _record_argument(monkeypatch, cluster_ddpm, "refit_from_partition", 2)
+    components = []
+    original_kl = cluster_ddpm.mixture_kl
+
+    def recording_kl(z, mean, log_var, mixture, components_=None):
+        components.append(None if components_ is None else components_.numpy().copy())
+        return original_kl(z, mean, log_var, mixture, components_)
+
+    monkeypatch.setattr(cluster_ddpm, "mixture_kl", recording_kl)
+    epochs = []
+    original_batches = ClusterDDPM._minibatches
+
+    def recording_batches(self, n_samples, device):
+        batches = original_batches(self, n_samples, device)
+        epochs.append([batch.numpy().copy() for batch in batches])
+        return batches
+
+    monkeypatch.setattr(ClusterDDPM, "_minibatches", recording_batches)
+    model = small(ClusterDDPM, init_params=init_params, n_iter=2, random_state=0).fit(X)
+    rows = [batch for epoch in epochs[model.pretrain_epochs_ :] for batch in epoch]
+    assert len(components) == len(rows) > 0  # one KL term per network step
+    if init_params == "ward":
+        # No kept partition: q(c|x) is the code mixture's posterior.
+        assert all(c is None for c in components)
+        return
+    # q(c|x) is the one-hot of each row's component in UMAP's kept partition.
+    for batch, batch_components in zip(rows, components, strict=True):
+        np.testing.assert_array_equal(batch_components, partitions[0][batch])
+
+
 @pytest.mark.parametrize("init_params", ["umap", "umap-input"])
 def test_umap_start_embeds_the_codes_or_the_scaled_input(monkeypatch, init_params):
     pytest.importorskip("umap")

@@ -201,12 +201,27 @@ def _scenario_fit(ctx, method, e_step_max_samples):
     from _estimators import small
     from sklearn.datasets import make_blobs
 
+    from skdiffclust import cluster_ddpm
+
     X, _ = make_blobs(n_samples=121, centers=3, n_features=4, cluster_std=0.5, random_state=0)
     name = "ClusterDDPM" if method == "ClusterDDPM" else "DeepDPGMMClusterer"
     model = small(name, pretrain_epochs=4, batch_size=16, e_step_max_samples=e_step_max_samples)
-    with count_communication() as log:
-        model.fit(X)
+    # Whether each of this rank's network steps had the kept partition's components.
+    hard_steps = []
+    original_kl = cluster_ddpm.mixture_kl
+
+    def recording_kl(z, mean, log_var, mixture, components=None):
+        hard_steps.append(components is not None)
+        return original_kl(z, mean, log_var, mixture, components)
+
+    cluster_ddpm.mixture_kl = recording_kl
+    try:
+        with count_communication() as log:
+            model.fit(X)
+    finally:
+        cluster_ddpm.mixture_kl = original_kl
     return {
+        "hard_steps": hard_steps,
         "model": pickle.dumps(model),
         "transform": model.transform(X),
         "labels": model.labels_,
@@ -613,6 +628,10 @@ def test_data_parallel_fit_gives_every_rank_the_same_model(world, method, e_step
     np.testing.assert_array_equal(first["weights"], second["weights"])
     np.testing.assert_array_equal(first["history"], second["history"])
     np.testing.assert_array_equal(first["labels"], first["predict"])
+    if method == "ClusterDDPM":
+        # Every rank's network steps read rank 0's kept UMAP partition.
+        assert first["hard_steps"] and all(first["hard_steps"] + second["hard_steps"])
+        assert len(first["hard_steps"]) == len(second["hard_steps"])
     # The same networks and buffers: the codes agree to the last bit.
     np.testing.assert_array_equal(first["transform"], second["transform"])
     # The gradients were all-reduced, and the model pickles like a one-process

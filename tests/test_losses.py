@@ -134,8 +134,9 @@ def test_component_divergence_matches_pairwise_formulas():
 
 
 # ----------------------------------------------------------------- mixture KL
+@pytest.mark.parametrize("component", [None, 0, 1])
 @pytest.mark.parametrize("covariance_type", ["diag", "full"])
-def test_mixture_kl_matches_monte_carlo(covariance_type):
+def test_mixture_kl_matches_monte_carlo(covariance_type, component):
     rng = np.random.RandomState(0)
     n_dims, n_mc = 3, 400_000
     Z_fit = np.vstack([rng.normal(c, s, size=(200, n_dims)) for c, s in [(-2, 0.7), (1, 1.3)]])
@@ -151,11 +152,13 @@ def test_mixture_kl_matches_monte_carlo(covariance_type):
         as_tensor(mean, dtype=torch.float32),
         as_tensor(log_var, dtype=torch.float32),
         mixture,
+        None if component is None else torch.tensor([component]),
     ).item()
 
     # KL(q(z)q(c) || p(z, c)) = E_q(z)[log q(z) - sum_c gamma_c log(pi_c N(z; m_c, S_c))]
-    #                           + sum_c gamma_c log gamma_c, with gamma = p(c | z0).
-    gamma = gm.predict_proba(z0)[0]
+    #                           + sum_c gamma_c log gamma_c, with gamma = p(c | z0),
+    # or the one-hot of the given component.
+    gamma = gm.predict_proba(z0)[0] if component is None else np.eye(2)[component]
     var = np.exp(log_var[0])
     Z = mean[0] + np.sqrt(var) * rng.standard_normal((n_mc, n_dims))
     log_q = multivariate_normal(mean[0], np.diag(var)).logpdf(Z)
@@ -167,7 +170,7 @@ def test_mixture_kl_matches_monte_carlo(covariance_type):
         for g, w, m, c in zip(gamma, gm.weights_, gm.means_, covariances, strict=True)
     )
     integrand = log_q - log_p
-    estimate = integrand.mean() + np.sum(gamma * np.log(gamma))
+    estimate = integrand.mean() + np.sum(gamma * np.log(np.where(gamma > 0, gamma, 1.0)))
     stderr = integrand.std() / np.sqrt(n_mc)
     assert abs(kl - estimate) < 4 * stderr + 1e-3 * abs(estimate)
     assert kl > 0
